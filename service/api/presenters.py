@@ -1,0 +1,81 @@
+"""A stored run as the JSON the API promises (RunOut)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from service.kernel.audit import ReconciliationResult, expectation_status
+from service.kernel.records import RunRecord
+
+
+def reconciliation_json(result: ReconciliationResult) -> dict[str, Any]:
+    return result.to_dict()
+
+
+def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
+    row = record.row
+    timely = {a.pair for a in record.acks if not a.late}
+    governance = None
+    if row.governance_recorded and row.governance_checked_at is not None:
+        governance = {
+            "passed": row.governance_passed,
+            "checked_at": row.governance_checked_at,
+            "reconciliation": row.governance_reconciliation,
+        }
+    return {
+        "id": row.id,
+        "tenant_id": row.tenant_id,
+        "handler": row.handler,
+        "input": row.input,
+        "phase": row.phase,
+        "attempt": row.attempt,
+        "max_attempts": row.max_attempts,
+        "priority": row.priority,
+        "run_timeout_ms": row.run_timeout_ms,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "execution_success": row.execution_success,
+        "error": row.error,
+        "lease": (
+            {"worker_id": row.lease.worker_id, "expires_at": row.lease.expires_at}
+            if row.lease
+            else None
+        ),
+        "governance": governance,
+        "history": [
+            {
+                "from": h.transition.from_phase,
+                "to": h.transition.to_phase,
+                "at": h.transition.at,
+                "reason": h.transition.reason,
+                "attempt": h.attempt,
+                "details": h.transition.details,
+            }
+            for h in record.history
+        ],
+        "expectations": [
+            {
+                "domain": e.domain,
+                "action": e.action,
+                "deadline_ms": e.deadline_ms,
+                "deadline": e.deadline,
+                "status": expectation_status(
+                    e, timely, now, row.governance_recorded, row.is_terminal
+                ),
+            }
+            for e in record.expectations
+        ],
+        "acks": [
+            {
+                "domain": a.domain,
+                "action": a.action,
+                "result_id": a.result_id,
+                "error": a.error,
+                "at": a.at,
+                "late": a.late,
+            }
+            for a in record.acks
+        ],
+        "reconciliation": reconciliation_json(record.reconciliation(now)),
+    }

@@ -1,0 +1,255 @@
+"""The /runs router: parse, call the kernel, serialise. No rules live here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from service.api.presenters import reconciliation_json, run_json
+from service.api.schemas import (
+    AckIn,
+    AckOut,
+    AuthorizeIn,
+    CreateRunIn,
+    ErrorOut,
+    ExecutionCompleteIn,
+    FailIn,
+    FinalizeIn,
+    GovernanceCheckIn,
+    GovernanceCheckOut,
+    ReconciliationOut,
+    RunOut,
+    RunPageOut,
+)
+from service.authority import Authority
+from service.kernel.kernel import create_rok
+from service.kernel.phases import RunPhase
+from service.store.runs import RunFilter
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No run with that id."},
+    409: {"model": ErrorOut, "description": "The phase machine or the lease forbids this move."},
+}
+LeaseToken = Annotated[
+    str | None,
+    Header(
+        alias="X-Lease-Token",
+        description="The token of the run's current lease; required once a worker claimed it.",
+    ),
+]
+
+
+def _authority(request: Request) -> Authority:
+    authority: Authority = request.app.state.authority
+    return authority
+
+
+def _run(authority: Authority, run_id: str) -> dict[str, Any]:
+    return run_json(authority.store.get(run_id), authority.clock())
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RunOut,
+    responses={
+        200: {"model": RunOut, "description": "Replay of an idempotency key: the same run."},
+        409: {"model": ErrorOut, "description": "A run with that run_id exists."},
+    },
+    summary="Create a run and declare its audit contract (T0)",
+)
+def create_run(body: CreateRunIn, request: Request, response: Response) -> dict[str, Any]:
+    authority = _authority(request)
+    kernel = create_rok(
+        str(body.run_id) if body.run_id else None,
+        tenant_id=body.tenant_id,
+        run_timeout_ms=body.run_timeout_ms,
+        store=authority.store,
+        settings=authority.settings,
+        signals=authority.signals,
+        handler=body.handler,
+        input=body.input,
+        expectations=(
+            [(e.domain, e.action, e.deadline_ms) for e in body.expectations]
+            if body.expectations is not None
+            else None
+        ),
+        idempotency_key=body.idempotency_key,
+        max_attempts=body.max_attempts,
+        priority=body.priority,
+    )
+    if not kernel.declare_expectations():
+        response.status_code = status.HTTP_200_OK
+    return _run(authority, kernel.run_id)
+
+
+@router.get("", response_model=RunPageOut, summary="List runs, newest first")
+def list_runs(
+    request: Request,
+    phase: RunPhase | None = None,
+    tenant_id: str | None = None,
+    handler: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    authority = _authority(request)
+    records, next_cursor = authority.store.list(
+        RunFilter(phase=phase, tenant_id=tenant_id, handler=handler), limit, cursor
+    )
+    now = authority.clock()
+    return {"items": [run_json(r, now) for r in records], "next_cursor": next_cursor}
+
+
+@router.get("/{run_id}", response_model=RunOut, responses=ERRORS, summary="Get a run")
+def get_run(run_id: UUID, request: Request) -> dict[str, Any]:
+    return _run(_authority(request), str(run_id))
+
+
+@router.post(
+    "/{run_id}/authorize",
+    response_model=RunOut,
+    responses=ERRORS,
+    summary="Authorize (GRANTED) or deny (anything else) a CREATED run",
+)
+def authorize(
+    run_id: UUID, body: AuthorizeIn, request: Request, lease_token: LeaseToken = None
+) -> dict[str, Any]:
+    authority = _authority(request)
+    authority.kernel(str(run_id), lease_token).authorize(body.decision, body.reason)
+    return _run(authority, str(run_id))
+
+
+@router.post(
+    "/{run_id}/begin-execution",
+    response_model=RunOut,
+    responses=ERRORS,
+    summary="AUTHORIZED -> EXECUTING",
+)
+def begin_execution(
+    run_id: UUID, request: Request, lease_token: LeaseToken = None
+) -> dict[str, Any]:
+    authority = _authority(request)
+    authority.kernel(str(run_id), lease_token).begin_execution()
+    return _run(authority, str(run_id))
+
+
+@router.post(
+    "/{run_id}/execution-complete",
+    response_model=RunOut,
+    responses=ERRORS,
+    summary="EXECUTING -> GOVERNANCE_CHECK with the execution outcome",
+)
+def execution_complete(
+    run_id: UUID, body: ExecutionCompleteIn, request: Request, lease_token: LeaseToken = None
+) -> dict[str, Any]:
+    authority = _authority(request)
+    authority.kernel(str(run_id), lease_token).execution_complete(body.success, body.error)
+    return _run(authority, str(run_id))
+
+
+@router.post(
+    "/{run_id}/acks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AckOut,
+    responses={404: ERRORS[404]},
+    summary="A domain acknowledges (or reports failing) an action for the run",
+)
+def ack(run_id: UUID, body: AckIn, request: Request) -> dict[str, Any]:
+    authority = _authority(request)
+    recorded = authority.kernel(str(run_id)).ack(
+        body.domain, body.action, body.result_id, body.error
+    )
+    return {
+        "domain": recorded.domain,
+        "action": recorded.action,
+        "result_id": recorded.result_id,
+        "error": recorded.error,
+        "at": recorded.at,
+        "late": recorded.late,
+    }
+
+
+@router.post(
+    "/{run_id}/governance-check",
+    response_model=GovernanceCheckOut,
+    responses=ERRORS,
+    summary="Wait for the domain acks (up to timeout_ms), reconcile and record the check",
+)
+async def governance_check(
+    run_id: UUID,
+    request: Request,
+    body: Annotated[GovernanceCheckIn | None, Body()] = None,
+    lease_token: LeaseToken = None,
+) -> dict[str, Any]:
+    authority = _authority(request)
+    body = body or GovernanceCheckIn()
+    kernel = authority.kernel(str(run_id), lease_token)
+    outcome = await kernel.governance_check_async(body.timeout_ms, body.require_all_acks)
+    run = await run_in_threadpool(_run, authority, str(run_id))
+    return {
+        "passed": outcome.passed,
+        "reconciliation": reconciliation_json(outcome.reconciliation),
+        "run": run,
+    }
+
+
+@router.post(
+    "/{run_id}/begin-finalization",
+    response_model=RunOut,
+    responses=ERRORS,
+    summary="GOVERNANCE_CHECK -> FINALIZING (needs a recorded governance check)",
+)
+def begin_finalization(
+    run_id: UUID, request: Request, lease_token: LeaseToken = None
+) -> dict[str, Any]:
+    authority = _authority(request)
+    authority.kernel(str(run_id), lease_token).begin_finalization()
+    return _run(authority, str(run_id))
+
+
+@router.post(
+    "/{run_id}/finalize",
+    response_model=RunOut,
+    responses=ERRORS,
+    summary="-> COMPLETED (needs a recorded governance check) or FAILED",
+)
+def finalize(
+    run_id: UUID,
+    request: Request,
+    body: Annotated[FinalizeIn | None, Body()] = None,
+    lease_token: LeaseToken = None,
+) -> dict[str, Any]:
+    authority = _authority(request)
+    body = body or FinalizeIn()
+    authority.kernel(str(run_id), lease_token).finalize(body.success, body.error)
+    return _run(authority, str(run_id))
+
+
+@router.post(
+    "/{run_id}/fail",
+    response_model=RunOut,
+    responses=ERRORS,
+    summary="-> FAILED from any non-terminal phase (no token: operator override)",
+)
+def fail(
+    run_id: UUID, body: FailIn, request: Request, lease_token: LeaseToken = None
+) -> dict[str, Any]:
+    authority = _authority(request)
+    authority.kernel(str(run_id), lease_token).fail(body.error)
+    return _run(authority, str(run_id))
+
+
+@router.get(
+    "/{run_id}/reconciliation",
+    response_model=ReconciliationOut,
+    responses={404: ERRORS[404]},
+    summary="The run's reconciliation as of now",
+)
+def reconciliation(run_id: UUID, request: Request) -> dict[str, Any]:
+    authority = _authority(request)
+    return reconciliation_json(authority.kernel(str(run_id)).reconciliation())

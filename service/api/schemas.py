@@ -1,0 +1,241 @@
+"""Request and response models: these classes are the OpenAPI contract.
+
+Requests forbid unknown fields (a typo must not be silently ignored by a
+governance service) and bound every number and string.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.config import MAX_TIMEOUT_MS
+from service.kernel.audit import ExpectationStatus, ReconciliationStatus
+from service.kernel.phases import RunPhase
+
+Name = Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")
+Pair = tuple[str, str]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests -----------------------------------------------------------------
+
+
+class ExpectationIn(StrictModel):
+    domain: str = Name
+    action: str = Name
+    deadline_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TIMEOUT_MS,
+        description="Defaults to the run timeout plus the grace period.",
+    )
+
+
+class CreateRunIn(StrictModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "handler": "summarize",
+                    "input": {"doc": "q3.pdf"},
+                    "run_timeout_ms": 60000,
+                    "idempotency_key": "summarize-q3",
+                }
+            ]
+        },
+    )
+
+    run_id: UUID | None = Field(default=None, description="Chosen by the client; else generated.")
+    tenant_id: str | None = Field(default=None, min_length=1, max_length=200)
+    handler: str | None = Field(default=None, min_length=1, max_length=200)
+    input: Any = None
+    run_timeout_ms: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_MS)
+    expectations: list[ExpectationIn] | None = Field(
+        default=None,
+        max_length=100,
+        description="Replaces the four default domain expectations; "
+        "orchestrator/finalize_run is always added.",
+    )
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher is claimed first.")
+
+    @field_validator("expectations")
+    @classmethod
+    def _distinct_and_ackable(cls, value: list[ExpectationIn] | None) -> list[ExpectationIn] | None:
+        if value is None:
+            return value
+        seen: set[Pair] = set()
+        for exp in value:
+            pair = (exp.domain, exp.action)
+            if pair in seen:
+                raise ValueError(f"expectation {exp.domain}/{exp.action} is listed twice")
+            if exp.domain == "orchestrator" and exp.action != "finalize_run":
+                raise ValueError(
+                    f"orchestrator/{exp.action} can never be acked: the orchestrator "
+                    "domain is the kernel's own and only owes finalize_run"
+                )
+            seen.add(pair)
+        return value
+
+
+class AuthorizeIn(StrictModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"decision": "GRANTED"}]}
+    )
+
+    decision: str = Field(
+        min_length=1,
+        max_length=100,
+        description="GRANTED authorizes; any other value fails the run.",
+    )
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ExecutionCompleteIn(StrictModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"success": True}]})
+
+    success: bool
+    error: str | None = Field(default=None, max_length=10000)
+
+
+class AckIn(StrictModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"domain": "incidents", "action": "create_incident", "result_id": None}]
+        },
+    )
+
+    domain: str = Name
+    action: str = Name
+    result_id: str | None = Field(default=None, max_length=200)
+    error: str | None = Field(default=None, max_length=10000)
+
+
+class GovernanceCheckIn(StrictModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"timeout_ms": 2000, "require_all_acks": True}]},
+    )
+
+    timeout_ms: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_MS)
+    require_all_acks: bool = False
+
+
+class FinalizeIn(StrictModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"success": True}]})
+
+    success: bool = True
+    error: str | None = Field(default=None, max_length=10000)
+
+
+class FailIn(StrictModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"error": "cancelled by operator"}]}
+    )
+
+    error: str = Field(min_length=1, max_length=10000)
+
+
+# -- responses ----------------------------------------------------------------
+
+
+class HistoryEntryOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: RunPhase = Field(alias="from")
+    to: RunPhase
+    at: datetime
+    reason: str | None
+    attempt: int
+    details: dict[str, Any]
+
+
+class ExpectationOut(BaseModel):
+    domain: str
+    action: str
+    deadline_ms: int | None
+    deadline: datetime | None
+    status: ExpectationStatus
+
+
+class AckOut(BaseModel):
+    domain: str
+    action: str
+    result_id: str | None
+    error: str | None
+    at: datetime
+    late: bool = Field(description="Arrived after the run was terminal: kept as drift.")
+
+
+class ReconciliationOut(BaseModel):
+    status: ReconciliationStatus
+    missing: list[Pair]
+    drift: list[Pair]
+    invalid: list[Pair]
+    failed: list[Pair]
+    stale: bool
+
+
+class GovernanceOut(BaseModel):
+    passed: bool
+    checked_at: datetime
+    reconciliation: ReconciliationOut
+
+
+class LeaseOut(BaseModel):
+    worker_id: str
+    expires_at: datetime
+
+
+class RunOut(BaseModel):
+    id: UUID
+    tenant_id: str | None
+    handler: str | None
+    input: Any
+    phase: RunPhase
+    attempt: int
+    max_attempts: int
+    priority: int
+    run_timeout_ms: int
+    created_at: datetime
+    updated_at: datetime
+    execution_success: bool | None
+    error: str | None
+    lease: LeaseOut | None
+    governance: GovernanceOut | None = Field(description="The last recorded governance check.")
+    history: list[HistoryEntryOut]
+    expectations: list[ExpectationOut]
+    acks: list[AckOut]
+    reconciliation: ReconciliationOut = Field(description="The reconciliation as of now.")
+
+
+class RunPageOut(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None
+
+
+class GovernanceCheckOut(BaseModel):
+    passed: bool
+    reconciliation: ReconciliationOut
+    run: RunOut
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    current_phase: RunPhase | None = None
+    requested_phase: RunPhase | None = None
+
+
+class HealthOut(BaseModel):
+    status: str
+    database: str

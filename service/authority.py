@@ -1,0 +1,45 @@
+"""Authority: what one rok process holds (settings, database, store, wake-ups).
+
+The API, the sweeper and embedded users build kernels through it, so every
+kernel of a process shares one engine and one set of ack signals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from service.config import Settings
+from service.kernel.kernel import RunOrchestrationKernel
+from service.kernel.phases import utc_now
+from service.kernel.signals import AckSignals
+from service.store.database import Database
+from service.store.runs import RunStore
+
+
+class Authority:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.database = database or Database(settings.database_url)
+        self.store = RunStore(self.database)
+        self.signals = AckSignals()
+        self.clock = clock
+
+    def kernel(self, run_id: str, lease_token: str | None = None) -> RunOrchestrationKernel:
+        """A kernel for an existing run (the lease token fences lifecycle moves)."""
+        return RunOrchestrationKernel(
+            run_id,
+            self.store,
+            self.settings,
+            self.signals,
+            lease_token=lease_token,
+            clock=self.clock,
+        )
+
+    def close(self) -> None:
+        self.database.dispose()

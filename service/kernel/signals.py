@@ -1,0 +1,81 @@
+"""In-process wake-ups for governance checks waiting on acks.
+
+A waiting check holds neither a thread nor a database connection: an async
+waiter is a future on its event loop, woken with call_soon_threadsafe by
+whichever thread committed the ack. Acks committed by other processes reach
+this one through a backend listener (PostgreSQL LISTEN/NOTIFY) that calls
+`notify`, or, on SQLite, through the waiter's periodic re-check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+
+
+class _Subscription:
+    """One waiter: wakes either a thread (Event) or an asyncio future."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._loop = loop
+        self._event = threading.Event()
+        self._future: asyncio.Future[None] | None = loop.create_future() if loop else None
+
+    def wake(self) -> None:
+        self._event.set()
+        if self._loop is not None and self._future is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                self._loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    def wait_blocking(self, timeout_s: float) -> bool:
+        return self._event.wait(max(timeout_s, 0.0))
+
+    async def wait(self, timeout_s: float) -> bool:
+        assert self._future is not None, "subscribe with a loop to wait asynchronously"
+        try:
+            await asyncio.wait_for(asyncio.shield(self._future), max(timeout_s, 0.0))
+        except TimeoutError:
+            return False
+        return True
+
+
+class AckSignals:
+    """Per-run subscriptions; `notify(run_id)` wakes every waiter of that run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[_Subscription]] = {}
+
+    @contextlib.contextmanager
+    def subscribe(
+        self, run_id: str, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Iterator[_Subscription]:
+        """Register before reading the state, so an ack committed in between still wakes."""
+        sub = _Subscription(loop)
+        with self._lock:
+            self._waiters.setdefault(run_id, set()).add(sub)
+        try:
+            yield sub
+        finally:
+            with self._lock:
+                subs = self._waiters.get(run_id)
+                if subs is not None:
+                    subs.discard(sub)
+                    if not subs:
+                        del self._waiters[run_id]
+
+    def notify(self, run_id: str) -> None:
+        with self._lock:
+            subs = list(self._waiters.get(run_id, ()))
+        for sub in subs:
+            sub.wake()
+
+    def waiting(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._waiters.values())

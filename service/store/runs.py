@@ -1,0 +1,438 @@
+"""The run repository: creation with its contract, guarded transitions, acks, reads.
+
+Guarantees (each held by the database, not only by the Python above it):
+- A run and its contract are written in one transaction (`create`).
+- A transition is one guarded UPDATE (`WHERE phase = :expected AND
+  history_length = :n`) plus its history row in the same transaction; zero
+  rows updated means someone else moved the run first, and nothing is written.
+- A history slot (run_id, seq) is unique, and so is a run's finalize_run ack.
+- Reads (`get`, `list`) see one consistent snapshot of a run and its children.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from service.errors import (
+    IdempotencyConflict,
+    InvalidRequest,
+    PhaseTransitionError,
+    RunAlreadyExists,
+    RunNotFound,
+)
+from service.kernel.audit import (
+    ORCHESTRATOR_DOMAIN,
+    AuditExpectation,
+    DomainAck,
+    expectation_deadline,
+)
+from service.kernel.phases import PhaseTransition, RunPhase
+from service.kernel.records import HistoryEntry, Lease, RunRecord, RunRow
+from service.store.database import Database
+from service.store.tables import acks, expectations, runs, transitions
+
+
+@dataclass(frozen=True)
+class NewRun:
+    id: str
+    tenant_id: str | None
+    handler: str | None
+    input: Any
+    run_timeout_ms: int
+    max_attempts: int
+    priority: int
+    contract: Sequence[tuple[str, str, int | None]]
+    idempotency_scope: str | None
+    request_fingerprint: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    phase: RunPhase | None = None
+    tenant_id: str | None = None
+    handler: str | None = None
+
+
+class RunTransaction:
+    """One write transaction on one run, the row already locked and loaded."""
+
+    def __init__(self, conn: Connection, row: RunRow, now: datetime) -> None:
+        self.conn = conn
+        self.row = row
+        self.now = now
+        self._expectations: list[AuditExpectation] | None = None
+        self._acks: list[DomainAck] | None = None
+
+    def transition(
+        self,
+        to_phase: RunPhase,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> PhaseTransition:
+        """Move the run to `to_phase`, append the history entry, set `fields` too."""
+        row = self.row
+        entry = PhaseTransition(row.phase, to_phase, self.now, reason, dict(details or {}))
+        values = {
+            "phase": to_phase.value,
+            "history_length": row.history_length + 1,
+            "updated_at": self.now,
+            **fields,
+        }
+        result = self.conn.execute(
+            update(runs)
+            .where(
+                runs.c.id == row.id,
+                runs.c.phase == row.phase.value,
+                runs.c.history_length == row.history_length,
+            )
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            # Only reachable when another writer bypassed the row lock; refuse.
+            raise PhaseTransitionError(
+                row.id, row.phase, to_phase, "the run was moved concurrently"
+            )
+        self.conn.execute(
+            insert(transitions).values(
+                run_id=row.id,
+                seq=row.history_length + 1,
+                attempt=fields.get("attempt", row.attempt),
+                from_phase=row.phase.value,
+                to_phase=to_phase.value,
+                at=self.now,
+                reason=reason,
+                details=entry.details or None,
+            )
+        )
+        self._apply(values)
+        return entry
+
+    def update(self, **fields: Any) -> None:
+        """Set columns of the run without a phase move (e.g. the recorded check)."""
+        values = {"updated_at": self.now, **fields}
+        self.conn.execute(update(runs).where(runs.c.id == self.row.id).values(**values))
+        self._apply(values)
+
+    def add_ack(
+        self,
+        domain: str,
+        action: str,
+        result_id: str | None,
+        error: str | None,
+        late: bool = False,
+    ) -> DomainAck:
+        ack = DomainAck(self.row.id, domain, action, result_id, error, self.now, late)
+        self.conn.execute(
+            insert(acks).values(
+                run_id=self.row.id,
+                domain=domain,
+                action=action,
+                result_id=result_id,
+                error=error,
+                at=self.now,
+                late=late,
+            )
+        )
+        if self._acks is not None:
+            self._acks.append(ack)
+        return ack
+
+    def expectations(self) -> list[AuditExpectation]:
+        if self._expectations is None:
+            self._expectations = _load_expectations(self.conn, [self.row])[self.row.id]
+        return self._expectations
+
+    def acks(self) -> list[DomainAck]:
+        if self._acks is None:
+            self._acks = _load_acks(self.conn, [self.row.id])[self.row.id]
+        return self._acks
+
+    def _apply(self, values: dict[str, Any]) -> None:
+        fresh = _row_values(self.row) | values
+        self.row = _row_from_mapping(fresh)
+        self._expectations = None  # deadlines depend on clock_started_at
+
+
+class RunStore:
+    """Runs, their history, contract and acks, on one Database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- creation ---------------------------------------------------------
+
+    def create(self, new: NewRun) -> tuple[str, bool]:
+        """Insert the run and its contract; return (run id, whether it was created now).
+
+        The same idempotency scope with the same fingerprint returns the
+        existing run; with another fingerprint it raises IdempotencyConflict.
+        """
+        try:
+            with self.db.write() as conn:
+                if new.idempotency_scope is not None:
+                    existing = _find_by_scope(conn, new.idempotency_scope)
+                    if existing is not None:
+                        return _replay(existing, new), False
+                if conn.execute(select(runs.c.id).where(runs.c.id == new.id)).first():
+                    raise RunAlreadyExists(new.id)
+                conn.execute(insert(runs).values(**_new_run_values(new)))
+                if new.contract:
+                    conn.execute(
+                        insert(expectations),
+                        [
+                            {
+                                "run_id": new.id,
+                                "domain": d,
+                                "action": a,
+                                "deadline_ms": ms,
+                                "position": i,
+                            }
+                            for i, (d, a, ms) in enumerate(new.contract)
+                        ],
+                    )
+                return new.id, True
+        except IntegrityError:
+            # Lost a race with a concurrent create of the same key or id.
+            with self.db.read() as conn:
+                if new.idempotency_scope is not None:
+                    existing = _find_by_scope(conn, new.idempotency_scope)
+                    if existing is not None:
+                        return _replay(existing, new), False
+            raise RunAlreadyExists(new.id) from None
+
+    # -- transactions on one run -----------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, run_id: str, now: datetime) -> Iterator[RunTransaction]:
+        """Lock the run's row, load it, and commit what the block did (or nothing)."""
+        with self.db.write() as conn:
+            query = select(runs).where(runs.c.id == run_id)
+            if self.db.is_postgres:
+                query = query.with_for_update()
+            found = conn.execute(query).first()
+            if found is None:
+                raise RunNotFound(run_id)
+            yield RunTransaction(conn, _row_from_mapping(found._mapping), now)
+
+    # -- reads ------------------------------------------------------------
+
+    def get(self, run_id: str) -> RunRecord:
+        with self.db.read() as conn:
+            found = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+            if found is None:
+                raise RunNotFound(run_id)
+            return _load_records(conn, [_row_from_mapping(found._mapping)])[0]
+
+    def governance_wait_state(self, run_id: str) -> tuple[RunPhase, list[tuple[str, str]]]:
+        """The run's phase and the domain expectations still waiting for an ack."""
+        with self.db.read() as conn:
+            phase = conn.execute(select(runs.c.phase).where(runs.c.id == run_id)).scalar()
+            if phase is None:
+                raise RunNotFound(run_id)
+            expected = conn.execute(
+                select(expectations.c.domain, expectations.c.action).where(
+                    expectations.c.run_id == run_id,
+                    expectations.c.domain != ORCHESTRATOR_DOMAIN,
+                )
+            ).all()
+            acked = conn.execute(
+                select(acks.c.domain, acks.c.action).where(
+                    acks.c.run_id == run_id, acks.c.late.is_(False)
+                )
+            ).all()
+        done = {(a.domain, a.action) for a in acked}
+        outstanding = sorted((e.domain, e.action) for e in expected)
+        return RunPhase(phase), [p for p in outstanding if p not in done]
+
+    def exists(self, run_id: str) -> bool:
+        with self.db.read() as conn:
+            return conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is not None
+
+    def list(
+        self, filters: RunFilter, limit: int, cursor: str | None
+    ) -> tuple[list[RunRecord], str | None]:
+        """Newest first; `cursor` continues after the last run of the previous page."""
+        query = select(runs)
+        if filters.phase is not None:
+            query = query.where(runs.c.phase == filters.phase.value)
+        if filters.tenant_id is not None:
+            query = query.where(runs.c.tenant_id == filters.tenant_id)
+        if filters.handler is not None:
+            query = query.where(runs.c.handler == filters.handler)
+        if cursor is not None:
+            after_at, after_id = decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    runs.c.created_at < after_at,
+                    and_(runs.c.created_at == after_at, runs.c.id < after_id),
+                )
+            )
+        query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)
+        with self.db.read() as conn:
+            rows = [_row_from_mapping(r._mapping) for r in conn.execute(query)]
+            page, more = rows[:limit], len(rows) > limit
+            records = _load_records(conn, page)
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
+        return records, next_cursor
+
+
+# -- cursors ---------------------------------------------------------------
+
+
+def encode_cursor(created_at: datetime, run_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), run_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, run_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None or not isinstance(run_id, str):
+            raise ValueError
+        return parsed, run_id
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise InvalidRequest(f"cursor {cursor!r} is not a cursor this service returned") from None
+
+
+# -- row mapping -------------------------------------------------------------
+
+
+def _new_run_values(new: NewRun) -> dict[str, Any]:
+    return {
+        "id": new.id,
+        "tenant_id": new.tenant_id,
+        "handler": new.handler,
+        "input": new.input,
+        "phase": RunPhase.CREATED.value,
+        "attempt": 1,
+        "max_attempts": new.max_attempts,
+        "priority": new.priority,
+        "run_timeout_ms": new.run_timeout_ms,
+        "idempotency_scope": new.idempotency_scope,
+        "request_fingerprint": new.request_fingerprint,
+        "history_length": 0,
+        "created_at": new.created_at,
+        "updated_at": new.created_at,
+    }
+
+
+def _find_by_scope(conn: Connection, scope: str) -> Any:
+    return conn.execute(
+        select(runs.c.id, runs.c.request_fingerprint).where(runs.c.idempotency_scope == scope)
+    ).first()
+
+
+def _replay(existing: Any, new: NewRun) -> str:
+    if existing.request_fingerprint != new.request_fingerprint:
+        key = (new.idempotency_scope or "").split("\x1f", 1)[-1]
+        raise IdempotencyConflict(key)
+    return str(existing.id)
+
+
+_ROW_FIELDS = (
+    "id",
+    "tenant_id",
+    "handler",
+    "input",
+    "attempt",
+    "max_attempts",
+    "priority",
+    "run_timeout_ms",
+    "error",
+    "execution_success",
+    "governance_passed",
+    "governance_checked_at",
+    "governance_reconciliation",
+    "clock_started_at",
+    "finalize_deadline",
+    "history_length",
+    "created_at",
+    "updated_at",
+)
+
+
+def _row_from_mapping(m: Any) -> RunRow:
+    lease = None
+    if m["lease_token"] is not None:
+        lease = Lease(m["lease_worker_id"], m["lease_token"], m["lease_expires_at"])
+    return RunRow(
+        phase=RunPhase(m["phase"]),
+        lease=lease,
+        **{name: m[name] for name in _ROW_FIELDS},
+    )
+
+
+def _row_values(row: RunRow) -> dict[str, Any]:
+    values = {name: getattr(row, name) for name in _ROW_FIELDS}
+    values["phase"] = row.phase.value
+    values["lease_worker_id"] = row.lease.worker_id if row.lease else None
+    values["lease_token"] = row.lease.token if row.lease else None
+    values["lease_expires_at"] = row.lease.expires_at if row.lease else None
+    return values
+
+
+def _load_records(conn: Connection, rows: Sequence[RunRow]) -> list[RunRecord]:
+    """Children of many runs in three queries, whatever the page size (no N+1)."""
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    history = _load_history(conn, ids)
+    contract = _load_expectations(conn, rows)
+    recorded = _load_acks(conn, ids)
+    return [RunRecord(r, history[r.id], contract[r.id], recorded[r.id]) for r in rows]
+
+
+def _load_history(conn: Connection, ids: list[str]) -> dict[str, list[HistoryEntry]]:
+    out: dict[str, list[HistoryEntry]] = {i: [] for i in ids}
+    query = (
+        select(transitions)
+        .where(transitions.c.run_id.in_(ids))
+        .order_by(transitions.c.run_id, transitions.c.seq)
+    )
+    for t in conn.execute(query):
+        entry = PhaseTransition(
+            RunPhase(t.from_phase), RunPhase(t.to_phase), t.at, t.reason, t.details or {}
+        )
+        out[t.run_id].append(HistoryEntry(entry, t.attempt))
+    return out
+
+
+def _load_expectations(
+    conn: Connection, rows: Sequence[RunRow]
+) -> dict[str, list[AuditExpectation]]:
+    started = {r.id: r.clock_started_at for r in rows}
+    out: dict[str, list[AuditExpectation]] = {r.id: [] for r in rows}
+    query = (
+        select(expectations)
+        .where(expectations.c.run_id.in_(list(started)))
+        .order_by(expectations.c.run_id, expectations.c.position)
+    )
+    for e in conn.execute(query):
+        deadline = expectation_deadline(started[e.run_id], e.deadline_ms)
+        out[e.run_id].append(
+            AuditExpectation(e.run_id, e.domain, e.action, e.deadline_ms, deadline)
+        )
+    return out
+
+
+def _load_acks(conn: Connection, ids: list[str]) -> dict[str, list[DomainAck]]:
+    out: dict[str, list[DomainAck]] = {i: [] for i in ids}
+    query = select(acks).where(acks.c.run_id.in_(ids)).order_by(acks.c.run_id, acks.c.id)
+    for a in conn.execute(query):
+        out[a.run_id].append(
+            DomainAck(a.run_id, a.domain, a.action, a.result_id, a.error, a.at, a.late)
+        )
+    return out

@@ -1,0 +1,173 @@
+"""The schema: SQLAlchemy Core tables and the indexes of the hot paths.
+
+Alembic migrations in alembic/versions create exactly this; a test compares
+the two. Indexes are chosen so a claim, a transition and a sweep touch only
+live runs: their cost must not grow with the number of finished runs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on both databases.
+
+    SQLite stores no zone; without this, a run read back after a restart
+    would carry naive timestamps and its JSON would change.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+_live = "phase NOT IN ('COMPLETED', 'FAILED')"
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(200), nullable=True),
+    Column("handler", String(200), nullable=True),
+    Column("input", JSON, nullable=True),
+    Column("phase", String(20), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default=text("1")),
+    Column("max_attempts", Integer, nullable=False, server_default=text("1")),
+    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("run_timeout_ms", Integer, nullable=False),
+    # tenant + key, so one unique index scopes keys per tenant (NULL tenants included)
+    Column("idempotency_scope", String(500), nullable=True),
+    Column("request_fingerprint", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("execution_success", Boolean, nullable=True),
+    # set once a governance check is recorded: null = never checked
+    Column("governance_passed", Boolean, nullable=True),
+    Column("governance_checked_at", UTCDateTime, nullable=True),
+    Column("governance_reconciliation", JSON, nullable=True),
+    # the audit clock: starts when the run leaves CREATED
+    Column("clock_started_at", UTCDateTime, nullable=True),
+    Column("finalize_deadline", UTCDateTime, nullable=True),
+    Column("history_length", Integer, nullable=False, server_default=text("0")),
+    Column("lease_worker_id", String(200), nullable=True),
+    Column("lease_token", String(64), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_runs_idempotency_scope", "idempotency_scope", unique=True),
+    Index("ix_runs_created", "created_at", "id"),
+    Index("ix_runs_phase_created", "phase", "created_at", "id"),
+    Index("ix_runs_tenant_created", "tenant_id", "created_at", "id"),
+    Index("ix_runs_handler_created", "handler", "created_at", "id"),
+    # claims look only at waiting runs
+    Index(
+        "ix_runs_claimable",
+        "priority",
+        "created_at",
+        sqlite_where=text("phase = 'CREATED'"),
+        postgresql_where=text("phase = 'CREATED'"),
+    ),
+    # the sweeper looks only at live runs with a lease or a deadline
+    Index(
+        "ix_runs_lease_expiry",
+        "lease_expires_at",
+        sqlite_where=text("lease_expires_at IS NOT NULL"),
+        postgresql_where=text("lease_expires_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_runs_live_deadline",
+        "finalize_deadline",
+        sqlite_where=text(_live + " AND finalize_deadline IS NOT NULL"),
+        postgresql_where=text(_live + " AND finalize_deadline IS NOT NULL"),
+    ),
+)
+
+transitions = Table(
+    "transitions",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("from_phase", String(20), nullable=False),
+    Column("to_phase", String(20), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("details", JSON, nullable=True),
+    # two writers racing for the same history slot: exactly one wins
+    UniqueConstraint("run_id", "seq", name="uq_transitions_run_seq"),
+)
+
+expectations = Table(
+    "expectations",
+    metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("domain", String(100), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("deadline_ms", Integer, nullable=True),
+    Column("position", Integer, nullable=False),
+    PrimaryKeyConstraint("run_id", "domain", "action", name="pk_expectations"),
+)
+
+acks = Table(
+    "acks",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("domain", String(100), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("result_id", String(200), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("late", Boolean, nullable=False, server_default=text("false")),
+    Index("ix_acks_run", "run_id", "id"),
+    # invariant 2: a run has at most one finalize_run ack, whoever races for it
+    Index(
+        "uq_acks_one_finalize_run",
+        "run_id",
+        unique=True,
+        sqlite_where=text("domain = 'orchestrator' AND action = 'finalize_run'"),
+        postgresql_where=text("domain = 'orchestrator' AND action = 'finalize_run'"),
+    ),
+)
