@@ -12,8 +12,9 @@ from datetime import datetime
 from service.config import Settings
 from service.kernel.kernel import RunOrchestrationKernel
 from service.kernel.phases import utc_now
-from service.kernel.signals import AckSignals
+from service.kernel.signals import Signals
 from service.store.database import Database
+from service.store.leases import LeaseStore
 from service.store.runs import RunStore
 
 
@@ -26,8 +27,9 @@ class Authority:
     ) -> None:
         self.settings = settings
         self.database = database or Database(settings.database_url)
-        self.store = RunStore(self.database)
-        self.signals = AckSignals()
+        self.signals = Signals()
+        self.store = RunStore(self.database, self.signals)
+        self.leases = LeaseStore(self.store)
         self.clock = clock
 
     def kernel(self, run_id: str, lease_token: str | None = None) -> RunOrchestrationKernel:
@@ -36,7 +38,6 @@ class Authority:
             run_id,
             self.store,
             self.settings,
-            self.signals,
             lease_token=lease_token,
             clock=self.clock,
         )

@@ -8,6 +8,8 @@ from typing import Any
 from service.kernel.audit import ReconciliationResult, expectation_status
 from service.kernel.records import RunRecord
 
+INCIDENTS_DOMAIN = "incidents"
+
 
 def reconciliation_json(result: ReconciliationResult) -> dict[str, Any]:
     return result.to_dict()
@@ -74,8 +76,14 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
                 "error": a.error,
                 "at": a.at,
                 "late": a.late,
+                "details": a.details,
             }
             for a in record.acks
+        ],
+        "incidents": [
+            {"incident_id": a.result_id, **(a.details or {})}
+            for a in record.acks
+            if a.domain == INCIDENTS_DOMAIN and a.result_id is not None
         ],
         "reconciliation": reconciliation_json(record.reconciliation(now)),
     }

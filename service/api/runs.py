@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -13,6 +14,8 @@ from service.api.schemas import (
     AckIn,
     AckOut,
     AuthorizeIn,
+    ClaimIn,
+    ClaimOut,
     CreateRunIn,
     ErrorOut,
     ExecutionCompleteIn,
@@ -20,6 +23,8 @@ from service.api.schemas import (
     FinalizeIn,
     GovernanceCheckIn,
     GovernanceCheckOut,
+    HeartbeatIn,
+    LeaseGrantOut,
     ReconciliationOut,
     RunOut,
     RunPageOut,
@@ -27,9 +32,14 @@ from service.api.schemas import (
 from service.authority import Authority
 from service.kernel.kernel import create_rok
 from service.kernel.phases import RunPhase
+from service.kernel.signals import CLAIMABLE
 from service.store.runs import RunFilter
 
 router = APIRouter(prefix="/runs", tags=["runs"])
+
+# A waiting claim re-reads at least this often: the safety net for runs made
+# claimable by another process that could not wake this one.
+CLAIM_RECHECK_S = 1.0
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No run with that id."},
@@ -71,7 +81,6 @@ def create_run(body: CreateRunIn, request: Request, response: Response) -> dict[
         run_timeout_ms=body.run_timeout_ms,
         store=authority.store,
         settings=authority.settings,
-        signals=authority.signals,
         handler=body.handler,
         input=body.input,
         expectations=(
@@ -86,6 +95,62 @@ def create_run(body: CreateRunIn, request: Request, response: Response) -> dict[
     if not kernel.declare_expectations():
         response.status_code = status.HTTP_200_OK
     return _run(authority, kernel.run_id)
+
+
+@router.post(
+    "/claim",
+    response_model=ClaimOut,
+    responses={204: {"description": "No run waited (within wait_ms)."}},
+    summary="Lease the next waiting run (highest priority, then oldest) to a worker",
+)
+async def claim(body: ClaimIn, request: Request) -> Any:
+    authority = _authority(request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + body.wait_ms / 1000.0
+    while True:
+        # subscribe first, so a run created between the query and the wait still wakes us
+        with authority.signals.subscribe(CLAIMABLE, loop) as sub:
+            claimed = await run_in_threadpool(
+                authority.leases.claim,
+                body.worker_id,
+                body.lease_ms,
+                body.handlers,
+                authority.clock(),
+            )
+            if claimed is not None:
+                record, lease = claimed
+                return {
+                    "run": run_json(record, authority.clock()),
+                    "lease": {
+                        "worker_id": lease.worker_id,
+                        "token": lease.token,
+                        "expires_at": lease.expires_at,
+                    },
+                }
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return Response(status_code=status.HTTP_204_NO_CONTENT)
+            await sub.wait(min(remaining, CLAIM_RECHECK_S))
+
+
+@router.post(
+    "/{run_id}/heartbeat",
+    response_model=LeaseGrantOut,
+    responses=ERRORS,
+    summary="Extend the caller's lease (409 once it expired or belongs to someone else)",
+)
+def heartbeat(
+    run_id: UUID, body: HeartbeatIn, request: Request, lease_token: LeaseToken = None
+) -> dict[str, Any]:
+    authority = _authority(request)
+    lease = authority.leases.heartbeat(
+        str(run_id),
+        body.worker_id,
+        body.lease_token or lease_token,
+        body.lease_ms,
+        authority.clock(),
+    )
+    return {"worker_id": lease.worker_id, "token": lease.token, "expires_at": lease.expires_at}
 
 
 @router.get("", response_model=RunPageOut, summary="List runs, newest first")
@@ -162,7 +227,7 @@ def execution_complete(
 def ack(run_id: UUID, body: AckIn, request: Request) -> dict[str, Any]:
     authority = _authority(request)
     recorded = authority.kernel(str(run_id)).ack(
-        body.domain, body.action, body.result_id, body.error
+        body.domain, body.action, body.result_id, body.error, body.details
     )
     return {
         "domain": recorded.domain,
@@ -171,6 +236,7 @@ def ack(run_id: UUID, body: AckIn, request: Request) -> dict[str, Any]:
         "error": recorded.error,
         "at": recorded.at,
         "late": recorded.late,
+        "details": recorded.details,
     }
 
 

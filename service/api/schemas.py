@@ -119,6 +119,50 @@ class AckIn(StrictModel):
     action: str = Name
     result_id: str | None = Field(default=None, max_length=200)
     error: str | None = Field(default=None, max_length=10000)
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="What the domain recorded (an incident, a policy evaluation, a trace).",
+    )
+
+
+class ClaimIn(StrictModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"worker_id": "host-1/pid-42", "lease_ms": 30000, "wait_ms": 5000}]
+        },
+    )
+
+    worker_id: str = Field(min_length=1, max_length=200)
+    lease_ms: int = Field(default=30000, ge=1, le=MAX_TIMEOUT_MS)
+    handlers: list[str] | None = Field(
+        default=None, max_length=100, description="Only runs of these handlers."
+    )
+    wait_ms: int = Field(
+        default=0,
+        ge=0,
+        le=60000,
+        description="Long-poll: wait up to this long for a run before answering 204.",
+    )
+
+
+class HeartbeatIn(StrictModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"worker_id": "host-1/pid-42"}]}
+    )
+
+    worker_id: str = Field(min_length=1, max_length=200)
+    lease_token: str | None = Field(
+        default=None, max_length=64, description="Or send it in the X-Lease-Token header."
+    )
+    lease_ms: int = Field(default=30000, ge=1, le=MAX_TIMEOUT_MS)
+
+
+class UngovernedOutcomeIn(StrictModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"success": True}]})
+
+    success: bool
+    error: str | None = Field(default=None, max_length=10000)
 
 
 class GovernanceCheckIn(StrictModel):
@@ -175,6 +219,7 @@ class AckOut(BaseModel):
     error: str | None
     at: datetime
     late: bool = Field(description="Arrived after the run was terminal: kept as drift.")
+    details: dict[str, Any] | None = None
 
 
 class ReconciliationOut(BaseModel):
@@ -197,6 +242,10 @@ class LeaseOut(BaseModel):
     expires_at: datetime
 
 
+class LeaseGrantOut(LeaseOut):
+    token: str = Field(description="Send it as X-Lease-Token on every move of this run.")
+
+
 class RunOut(BaseModel):
     id: UUID
     tenant_id: str | None
@@ -216,7 +265,15 @@ class RunOut(BaseModel):
     history: list[HistoryEntryOut]
     expectations: list[ExpectationOut]
     acks: list[AckOut]
+    incidents: list[dict[str, Any]] = Field(
+        description="Incidents the incidents domain opened for this run."
+    )
     reconciliation: ReconciliationOut = Field(description="The reconciliation as of now.")
+
+
+class ClaimOut(BaseModel):
+    run: RunOut
+    lease: LeaseGrantOut
 
 
 class RunPageOut(BaseModel):

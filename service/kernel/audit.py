@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 ORCHESTRATOR_DOMAIN = "orchestrator"
 FINALIZE_RUN = (ORCHESTRATOR_DOMAIN, "finalize_run")
@@ -69,6 +70,8 @@ class DomainAck:
     at: datetime
     late: bool = False
     """Arrived after the run was terminal: kept as drift, never counted as evidence."""
+    details: dict[str, Any] | None = None
+    """What the domain recorded: an incident, a policy evaluation, a trace summary."""
 
     @property
     def pair(self) -> Pair:

@@ -36,7 +36,7 @@ from service.kernel.audit import (
 )
 from service.kernel.phases import RunPhase, utc_now
 from service.kernel.records import GRANTED, RunRecord
-from service.kernel.signals import AckSignals
+from service.kernel.signals import CLAIMABLE, ack_key
 from service.store.runs import NewRun, RunStore, RunTransaction
 
 # How often a waiting governance check re-reads the database even without a
@@ -89,7 +89,6 @@ class RunOrchestrationKernel:
         run_id: str,
         store: RunStore,
         settings: Settings,
-        signals: AckSignals | None = None,
         spec: RunSpec | None = None,
         lease_token: str | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -98,7 +97,6 @@ class RunOrchestrationKernel:
         self.run_id = run_id
         self._store = store
         self._settings = settings
-        self._signals = signals or AckSignals()
         self._spec = spec or RunSpec()
         self._lease_token = lease_token
         self._clock = clock
@@ -208,7 +206,7 @@ class RunOrchestrationKernel:
         self._ensure_checkable()
         deadline = time.monotonic() + self._wait_seconds(timeout_ms)
         while True:
-            with self._signals.subscribe(self.run_id) as sub:
+            with self._store.signals.subscribe(ack_key(self.run_id)) as sub:
                 if self._wait_is_over(deadline):
                     break
                 sub.wait_blocking(min(deadline - time.monotonic(), RECHECK_INTERVAL_S))
@@ -222,7 +220,7 @@ class RunOrchestrationKernel:
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + self._wait_seconds(timeout_ms)
         while True:
-            with self._signals.subscribe(self.run_id, loop) as sub:
+            with self._store.signals.subscribe(ack_key(self.run_id), loop) as sub:
                 if await asyncio.to_thread(self._wait_is_over, deadline):
                     break
                 await sub.wait(min(deadline - time.monotonic(), RECHECK_INTERVAL_S))
@@ -310,18 +308,81 @@ class RunOrchestrationKernel:
             self._terminate(tx, RunPhase.FAILED, f"failed: {error}", error, {}, **fields)
             return tx.row.phase
 
+    def release_for_retry(self, why: str) -> int:
+        """Give the run back to the queue as a new attempt; return that attempt's number.
+
+        The phase never moves backwards: the next claimer continues from the
+        phase the run is in, and its history entries carry the new attempt.
+        Only the sweeper calls this, for a run whose lease expired.
+        """
+        with self._move(lease_required=False) as tx:
+            row = tx.row
+            if row.is_terminal:
+                raise PhaseTransitionError(self.run_id, row.phase, row.phase, "it is terminal")
+            if row.attempt >= row.max_attempts:
+                raise InvalidRequest(
+                    f"run {self.run_id} used all {row.max_attempts} attempts; fail it instead"
+                )
+            attempt = row.attempt + 1
+            tx.update(
+                attempt=attempt,
+                available=True,
+                lease_worker_id=None,
+                lease_token=None,
+                lease_expires_at=None,
+                error=f"{why} (attempt {row.attempt} of {row.max_attempts}); "
+                f"released for attempt {attempt}",
+            )
+            tx.notify(CLAIMABLE)
+            return attempt
+
+    def record_ungoverned_outcome(self, success: bool, error: str | None = None) -> RunPhase:
+        """ROK_ENABLED=false: the seed's bare status update, in one transaction.
+
+        The run walks the phase table to COMPLETED (or straight to FAILED) so
+        its history stays a legal path, but no governance check is recorded:
+        its reconciliation honestly reports the evidence it never received.
+        """
+        with self._move() as tx:
+            if tx.row.is_terminal:
+                raise PhaseTransitionError(
+                    self.run_id, tx.row.phase, RunPhase.COMPLETED, f"{tx.row.phase} is terminal"
+                )
+            reason = "ungoverned (ROK_ENABLED=false)"
+            fields = self._clock_fields(tx) if tx.row.clock_started_at is None else {}
+            if not success:
+                why = error or "execution failed"
+                self._terminate(tx, RunPhase.FAILED, f"{reason}: {why}", why, {}, **fields)
+                return tx.row.phase
+            path = [
+                RunPhase.AUTHORIZED,
+                RunPhase.EXECUTING,
+                RunPhase.GOVERNANCE_CHECK,
+                RunPhase.FINALIZING,
+            ]
+            for phase in path[path.index(tx.row.phase) + 1 :] if tx.row.phase in path else path:
+                tx.transition(phase, reason, **fields)
+                fields = {}
+            self._terminate(tx, RunPhase.COMPLETED, reason, None, {}, execution_success=True)
+            return tx.row.phase
+
     # -- acks -----------------------------------------------------------------
 
     def ack(
-        self, domain: str, action: str, result_id: str | None = None, error: str | None = None
+        self,
+        domain: str,
+        action: str,
+        result_id: str | None = None,
+        error: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> DomainAck:
         """Record a domain's ack; on a terminal run it is kept as drift, nothing else changes."""
         if domain == ORCHESTRATOR_DOMAIN:
             raise InvalidRequest("domain 'orchestrator' is the kernel's own; clients cannot ack it")
         with self._store.transaction(self.run_id, self._clock()) as tx:
-            recorded = tx.add_ack(domain, action, result_id, error, late=tx.row.is_terminal)
-        self._signals.notify(self.run_id)
-        return recorded
+            return tx.add_ack(
+                domain, action, result_id, error, late=tx.row.is_terminal, details=details
+            )
 
     # -- rules --------------------------------------------------------------
 
@@ -387,7 +448,9 @@ class RunOrchestrationKernel:
         details: dict[str, Any],
         **fields: Any,
     ) -> None:
-        fields.update(lease_worker_id=None, lease_token=None, lease_expires_at=None)
+        fields.update(
+            available=False, lease_worker_id=None, lease_token=None, lease_expires_at=None
+        )
         if error is not None:
             fields["error"] = error
         tx.transition(phase, reason, details, **fields)
@@ -424,7 +487,6 @@ def create_rok(
     *,
     store: RunStore,
     settings: Settings,
-    signals: AckSignals | None = None,
     handler: str | None = None,
     input: Any = None,
     expectations: Sequence[tuple[str, str, int | None]] | None = None,
@@ -448,7 +510,6 @@ def create_rok(
         run_id or str(uuid.uuid4()),
         store,
         settings,
-        signals,
         spec=spec,
         lease_token=lease_token,
         caller_run_id=run_id,

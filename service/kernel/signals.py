@@ -1,4 +1,4 @@
-"""In-process wake-ups for governance checks waiting on acks.
+"""In-process wake-ups: governance checks waiting on acks, idle claims waiting on runs.
 
 A waiting check holds neither a thread nor a database connection: an async
 waiter is a future on its event loop, woken with call_soon_threadsafe by
@@ -45,8 +45,17 @@ class _Subscription:
         return True
 
 
-class AckSignals:
-    """Per-run subscriptions; `notify(run_id)` wakes every waiter of that run."""
+CLAIMABLE = "claimable"
+"""Notified when a run becomes available to claim (created, or released)."""
+
+
+def ack_key(run_id: str) -> str:
+    """Notified when an ack for that run commits."""
+    return f"ack:{run_id}"
+
+
+class Signals:
+    """Keyed subscriptions; `notify(key)` wakes every waiter of that key."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -54,25 +63,25 @@ class AckSignals:
 
     @contextlib.contextmanager
     def subscribe(
-        self, run_id: str, loop: asyncio.AbstractEventLoop | None = None
+        self, key: str, loop: asyncio.AbstractEventLoop | None = None
     ) -> Iterator[_Subscription]:
-        """Register before reading the state, so an ack committed in between still wakes."""
+        """Register before reading the state, so a change committed in between still wakes."""
         sub = _Subscription(loop)
         with self._lock:
-            self._waiters.setdefault(run_id, set()).add(sub)
+            self._waiters.setdefault(key, set()).add(sub)
         try:
             yield sub
         finally:
             with self._lock:
-                subs = self._waiters.get(run_id)
+                subs = self._waiters.get(key)
                 if subs is not None:
                     subs.discard(sub)
                     if not subs:
-                        del self._waiters[run_id]
+                        del self._waiters[key]
 
-    def notify(self, run_id: str) -> None:
+    def notify(self, key: str) -> None:
         with self._lock:
-            subs = list(self._waiters.get(run_id, ()))
+            subs = list(self._waiters.get(key, ()))
         for sub in subs:
             sub.wake()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import (
@@ -37,8 +37,11 @@ from service.kernel.audit import (
 )
 from service.kernel.phases import PhaseTransition, RunPhase
 from service.kernel.records import HistoryEntry, Lease, RunRecord, RunRow
+from service.kernel.signals import CLAIMABLE, Signals, ack_key
 from service.store.database import Database
 from service.store.tables import acks, expectations, runs, transitions
+
+NOTIFY_CHANNEL = "rok_signals"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,11 @@ class RunTransaction:
         self.now = now
         self._expectations: list[AuditExpectation] | None = None
         self._acks: list[DomainAck] | None = None
+        self.notified: set[str] = set()
+
+    def notify(self, key: str) -> None:
+        """Wake waiters on `key` once this transaction commits (and other replicas, on PG)."""
+        self.notified.add(key)
 
     def transition(
         self,
@@ -131,8 +139,9 @@ class RunTransaction:
         result_id: str | None,
         error: str | None,
         late: bool = False,
+        details: dict[str, Any] | None = None,
     ) -> DomainAck:
-        ack = DomainAck(self.row.id, domain, action, result_id, error, self.now, late)
+        ack = DomainAck(self.row.id, domain, action, result_id, error, self.now, late, details)
         self.conn.execute(
             insert(acks).values(
                 run_id=self.row.id,
@@ -142,8 +151,10 @@ class RunTransaction:
                 error=error,
                 at=self.now,
                 late=late,
+                details=details,
             )
         )
+        self.notify(ack_key(self.row.id))
         if self._acks is not None:
             self._acks.append(ack)
         return ack
@@ -167,8 +178,23 @@ class RunTransaction:
 class RunStore:
     """Runs, their history, contract and acks, on one Database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, signals: Signals | None = None) -> None:
         self.db = db
+        self.signals = signals or Signals()
+
+    def _publish(self, conn: Connection, keys: set[str]) -> None:
+        """Inside the transaction: NOTIFY other replicas (PostgreSQL delivers on commit)."""
+        if self.db.is_postgres:
+            for key in keys:
+                conn.execute(
+                    text("SELECT pg_notify(:channel, :key)"),
+                    {"channel": NOTIFY_CHANNEL, "key": key},
+                )
+
+    def _wake(self, keys: set[str]) -> None:
+        """After commit: wake this process's waiters."""
+        for key in keys:
+            self.signals.notify(key)
 
     # -- creation ---------------------------------------------------------
 
@@ -201,7 +227,9 @@ class RunStore:
                             for i, (d, a, ms) in enumerate(new.contract)
                         ],
                     )
-                return new.id, True
+                self._publish(conn, {CLAIMABLE})
+            self._wake({CLAIMABLE})
+            return new.id, True
         except IntegrityError:
             # Lost a race with a concurrent create of the same key or id.
             with self.db.read() as conn:
@@ -223,16 +251,16 @@ class RunStore:
             found = conn.execute(query).first()
             if found is None:
                 raise RunNotFound(run_id)
-            yield RunTransaction(conn, _row_from_mapping(found._mapping), now)
+            tx = RunTransaction(conn, _row_from_mapping(found._mapping), now)
+            yield tx
+            self._publish(conn, tx.notified)
+        self._wake(tx.notified)
 
     # -- reads ------------------------------------------------------------
 
     def get(self, run_id: str) -> RunRecord:
         with self.db.read() as conn:
-            found = conn.execute(select(runs).where(runs.c.id == run_id)).first()
-            if found is None:
-                raise RunNotFound(run_id)
-            return _load_records(conn, [_row_from_mapping(found._mapping)])[0]
+            return load_record(conn, run_id)
 
     def governance_wait_state(self, run_id: str) -> tuple[RunPhase, list[tuple[str, str]]]:
         """The run's phase and the domain expectations still waiting for an ack."""
@@ -285,6 +313,14 @@ class RunStore:
             records = _load_records(conn, page)
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
         return records, next_cursor
+
+
+def load_record(conn: Connection, run_id: str) -> RunRecord:
+    """One run with its children, read on `conn` (inside the caller's transaction)."""
+    found = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+    if found is None:
+        raise RunNotFound(run_id)
+    return _load_records(conn, [_row_from_mapping(found._mapping)])[0]
 
 
 # -- cursors ---------------------------------------------------------------
@@ -433,6 +469,6 @@ def _load_acks(conn: Connection, ids: list[str]) -> dict[str, list[DomainAck]]:
     query = select(acks).where(acks.c.run_id.in_(ids)).order_by(acks.c.run_id, acks.c.id)
     for a in conn.execute(query):
         out[a.run_id].append(
-            DomainAck(a.run_id, a.domain, a.action, a.result_id, a.error, a.at, a.late)
+            DomainAck(a.run_id, a.domain, a.action, a.result_id, a.error, a.at, a.late, a.details)
         )
     return out

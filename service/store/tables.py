@@ -90,6 +90,8 @@ runs = Table(
     Column("clock_started_at", UTCDateTime, nullable=True),
     Column("finalize_deadline", UTCDateTime, nullable=True),
     Column("history_length", Integer, nullable=False, server_default=text("0")),
+    # waiting for a worker: new runs, and runs released for another attempt
+    Column("available", Boolean, nullable=False, server_default=text("true")),
     Column("lease_worker_id", String(200), nullable=True),
     Column("lease_token", String(64), nullable=True),
     Column("lease_expires_at", UTCDateTime, nullable=True),
@@ -105,8 +107,9 @@ runs = Table(
         "ix_runs_claimable",
         "priority",
         "created_at",
-        sqlite_where=text("phase = 'CREATED'"),
-        postgresql_where=text("phase = 'CREATED'"),
+        "id",
+        sqlite_where=text("available"),
+        postgresql_where=text("available"),
     ),
     # the sweeper looks only at live runs with a lease or a deadline
     Index(
@@ -161,6 +164,8 @@ acks = Table(
     Column("error", Text, nullable=True),
     Column("at", UTCDateTime, nullable=False),
     Column("late", Boolean, nullable=False, server_default=text("false")),
+    # what the domain recorded (an incident, a policy evaluation, a trace summary)
+    Column("details", JSON, nullable=True),
     Index("ix_acks_run", "run_id", "id"),
     # invariant 2: a run has at most one finalize_run ack, whoever races for it
     Index(

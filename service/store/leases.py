@@ -1,0 +1,113 @@
+"""Claims and leases: which worker holds which run, fenced by a token.
+
+Guarantees:
+- A run is handed to at most one claimer: the claim selects and marks the run
+  unavailable in one transaction. On PostgreSQL `FOR UPDATE SKIP LOCKED`
+  lets concurrent claimers pass over a row another claimer holds instead of
+  queueing behind it (and never both taking it); on SQLite `BEGIN IMMEDIATE`
+  makes the whole claim one writer at a time, across processes too.
+- A heartbeat extends a lease only for the worker holding the current token
+  and only before it expired: one guarded UPDATE, zero rows means 409.
+- Every claim issues a fresh token, so a worker presumed dead cannot act
+  with its old one (the kernel compares tokens on every lifecycle move).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from service.errors import LeaseLost, RunNotFound
+from service.kernel.records import Lease, RunRecord
+from service.kernel.signals import CLAIMABLE
+from service.store.runs import RunStore, load_record
+from service.store.tables import runs
+
+
+class LeaseStore:
+    def __init__(self, runs_store: RunStore) -> None:
+        self.runs = runs_store
+        self.db = runs_store.db
+
+    def claim(
+        self,
+        worker_id: str,
+        lease_ms: int,
+        handlers: Sequence[str] | None,
+        now: datetime,
+    ) -> tuple[RunRecord, Lease] | None:
+        """Lease the waiting run with the highest priority (then oldest) to `worker_id`."""
+        query = select(runs.c.id).where(runs.c.available)
+        if handlers:
+            query = query.where(runs.c.handler.in_(list(handlers)))
+        query = query.order_by(runs.c.priority.desc(), runs.c.created_at, runs.c.id).limit(1)
+        if self.db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        lease = Lease(worker_id, secrets.token_hex(16), now + timedelta(milliseconds=lease_ms))
+        with self.db.write() as conn:
+            run_id = conn.execute(query).scalar()
+            if run_id is None:
+                return None
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id, runs.c.available)
+                .values(
+                    available=False,
+                    lease_worker_id=lease.worker_id,
+                    lease_token=lease.token,
+                    lease_expires_at=lease.expires_at,
+                    updated_at=now,
+                )
+            )
+            record = load_record(conn, run_id)
+        return record, lease
+
+    def heartbeat(
+        self, run_id: str, worker_id: str, token: str | None, lease_ms: int, now: datetime
+    ) -> Lease:
+        """Extend the caller's lease; LeaseLost unless it holds the current, live lease."""
+        expires_at = now + timedelta(milliseconds=lease_ms)
+        guard = [
+            runs.c.id == run_id,
+            runs.c.lease_worker_id == worker_id,
+            runs.c.lease_expires_at > now,
+        ]
+        if token is not None:
+            guard.append(runs.c.lease_token == token)
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(runs)
+                .where(*guard)
+                .values(lease_expires_at=expires_at)
+                .returning(runs.c.lease_token)
+            )
+            renewed = result.scalar()
+            if renewed is None:
+                current = conn.execute(
+                    select(
+                        runs.c.lease_worker_id, runs.c.lease_token, runs.c.lease_expires_at
+                    ).where(runs.c.id == run_id)
+                ).first()
+                if current is None:
+                    raise RunNotFound(run_id)
+                holder, current_token = current.lease_worker_id, current.lease_token
+                raise LeaseLost(run_id, _why_refused(holder, current_token, worker_id, token))
+        return Lease(worker_id, renewed, expires_at)
+
+    def wake_claimers(self) -> None:
+        self.runs.signals.notify(CLAIMABLE)
+
+
+def _why_refused(
+    holder: str | None, current_token: str | None, worker_id: str, token: str | None
+) -> str:
+    if holder is None:
+        return "the run holds no lease (it was finished, failed or released)"
+    if holder != worker_id:
+        return f"the run is leased to worker {holder}, not {worker_id}"
+    if token is not None and token != current_token:
+        return "the token is not the run's current lease"
+    return "the lease expired"
