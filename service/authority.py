@@ -32,14 +32,20 @@ class Authority:
         self.leases = LeaseStore(self.store)
         self.clock = clock
 
-    def kernel(self, run_id: str, lease_token: str | None = None) -> RunOrchestrationKernel:
-        """A kernel for an existing run (the lease token fences lifecycle moves)."""
+    def kernel(
+        self, run_id: str, lease_token: str | None = None, now: datetime | None = None
+    ) -> RunOrchestrationKernel:
+        """A kernel for an existing run (the lease token fences lifecycle moves).
+
+        `now` pins the kernel's clock, so the sweeper's tick(now) judges and
+        records with the time it was given.
+        """
         return RunOrchestrationKernel(
             run_id,
             self.store,
             self.settings,
             lease_token=lease_token,
-            clock=self.clock,
+            clock=self.clock if now is None else (lambda: now),
         )
 
     def close(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +17,8 @@ from service.api.limits import BodySizeLimit
 from service.api.schemas import HealthOut
 from service.authority import Authority
 from service.config import Settings
+from service.store.listener import NotificationListener
+from service.sweeper import Sweeper
 
 DESCRIPTION = """
 rok is the single authority for the lifecycle of a run. Every run goes through
@@ -24,19 +28,39 @@ domains owe (its audit contract), and is reconciled against their acks.
 """
 
 
-def create_app(settings: Settings | None = None, authority: Authority | None = None) -> FastAPI:
-    """Build the app; `authority` lets tests share one with the code they drive."""
-    settings = settings or Settings.from_env()
+def create_app(
+    settings: Settings | None = None,
+    authority: Authority | None = None,
+    sweep: bool = True,
+) -> FastAPI:
+    """Build the app; `authority` lets tests share one with the code they drive.
+
+    Nothing here touches the database: the lifespan opens it, so the OpenAPI
+    schema can be exported without one.
+    """
+    settings = settings or (authority.settings if authority else Settings.from_env())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = authority is None
-        app.state.authority = authority or Authority(settings)
+        current = authority or Authority(settings)
+        app.state.authority = current
+        listener = None
+        if current.database.is_postgres:
+            listener = NotificationListener(current.database.url, current.signals)
+            await asyncio.to_thread(listener.start)
+        sweeping = asyncio.create_task(Sweeper(current).run_forever()) if sweep else None
         try:
             yield
         finally:
+            if sweeping is not None:
+                sweeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeping
+            if listener is not None:
+                await asyncio.to_thread(listener.stop)
             if owned:
-                app.state.authority.close()
+                current.close()
 
     app = FastAPI(
         title="rok — run orchestration authority",

@@ -28,6 +28,7 @@ from service.api.schemas import (
     ReconciliationOut,
     RunOut,
     RunPageOut,
+    UngovernedOutcomeIn,
 )
 from service.authority import Authority
 from service.kernel.kernel import create_rok
@@ -319,3 +320,17 @@ def fail(
 def reconciliation(run_id: UUID, request: Request) -> dict[str, Any]:
     authority = _authority(request)
     return reconciliation_json(authority.kernel(str(run_id)).reconciliation())
+
+
+@router.post(
+    "/{run_id}/ungoverned-outcome",
+    response_model=RunOut,
+    responses=ERRORS,
+    summary="ROK_ENABLED=false: record the outcome in one call, without governance",
+)
+def ungoverned_outcome(
+    run_id: UUID, body: UngovernedOutcomeIn, request: Request, lease_token: LeaseToken = None
+) -> dict[str, Any]:
+    authority = _authority(request)
+    authority.kernel(str(run_id), lease_token).record_ungoverned_outcome(body.success, body.error)
+    return _run(authority, str(run_id))

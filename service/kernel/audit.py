@@ -173,7 +173,8 @@ def reconcile(
       then such an expectation is *pending*.
     - drift: acked but never expected, every second ack of one pair, and every
       ack that arrived after the run was terminal.
-    - stale: finalize_run expected and not acked by its deadline.
+    - stale: finalize_run expected and not acked by its deadline (acked late
+      or not at all).
     - invalid: an expectation with no deadline_ms.
     - failed: acks that carry an error.
     """
@@ -199,13 +200,7 @@ def reconcile(
     failed = sorted({a.pair for a in timely if a.error})
     invalid = [e.pair for e in expectations if e.deadline_ms is None]
 
-    finalize_exp = expected.get(FINALIZE_RUN)
-    stale = (
-        finalize_exp is not None
-        and FINALIZE_RUN not in acked
-        and finalize_exp.deadline is not None
-        and now >= finalize_exp.deadline
-    )
+    stale = _is_stale(expected.get(FINALIZE_RUN), timely, now)
 
     if stale:
         status = ReconciliationStatus.STALE
@@ -222,6 +217,18 @@ def reconcile(
         stale=stale,
         pending=sorted(pending),
     )
+
+
+def _is_stale(
+    finalize_exp: AuditExpectation | None, timely: list[DomainAck], now: datetime
+) -> bool:
+    """finalize_run was not acked *by its deadline* (a later ack does not clear it)."""
+    if finalize_exp is None or finalize_exp.deadline is None:
+        return False
+    acked_at = [a.at for a in timely if a.pair == FINALIZE_RUN]
+    if acked_at:
+        return min(acked_at) > finalize_exp.deadline
+    return now >= finalize_exp.deadline
 
 
 def governance_outstanding(

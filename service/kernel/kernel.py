@@ -43,6 +43,8 @@ from service.store.runs import NewRun, RunStore, RunTransaction
 # wake-up: the safety net for acks committed by another process on SQLite.
 RECHECK_INTERVAL_S = 1.0
 
+INCIDENT_ACTION = ("incidents", "create_incident")
+
 
 @dataclass(frozen=True)
 class GovernanceOutcome:
@@ -306,6 +308,30 @@ class RunOrchestrationKernel:
                 raise PhaseTransitionError(self.run_id, tx.row.phase, RunPhase.FAILED)
             fields = self._clock_fields(tx) if tx.row.clock_started_at is None else {}
             self._terminate(tx, RunPhase.FAILED, f"failed: {error}", error, {}, **fields)
+            return tx.row.phase
+
+    def fail_stale(self, why: str) -> RunPhase:
+        """The sweeper's verdict on a run past its finalize_run deadline.
+
+        The run is failed and an incident opened in the same transaction: no
+        worker is left to report one, and an overdue run is exactly what the
+        incidents domain exists to surface. The finalize_run ack lands after
+        its deadline, so the reconciliation stays STALE.
+        """
+        with self._move(lease_required=False) as tx:
+            if tx.row.is_terminal:
+                raise PhaseTransitionError(self.run_id, tx.row.phase, RunPhase.FAILED)
+            details: dict[str, Any] = {}
+            if not any(a.pair == INCIDENT_ACTION for a in tx.acks()):
+                incident_id = f"inc-{uuid.uuid4()}"
+                tx.add_ack(
+                    *INCIDENT_ACTION,
+                    result_id=incident_id,
+                    error=None,
+                    details={"kind": "stale", "summary": why, "opened_by": "rok sweeper"},
+                )
+                details["incident_id"] = incident_id
+            self._terminate(tx, RunPhase.FAILED, why, why, details)
             return tx.row.phase
 
     def release_for_retry(self, why: str) -> int:

@@ -1,0 +1,147 @@
+"""The liveness sweeper: no run is lost when a worker dies, none stays stuck silently.
+
+`tick(now)` is one pass, with the time passed in, so tests drive it without
+sleeping; `run_forever` calls it every ROK_SWEEP_INTERVAL_MS. On PostgreSQL a
+session advisory lock makes one replica sweep at a time (the others skip the
+tick); on SQLite there is one process writing anyway.
+
+Per tick:
+- a run whose lease expired (its worker stopped heartbeating) is released
+  for another attempt when it has attempts left, else failed: "worker lost";
+- a live run whose finalize_run deadline passed is failed as stale, with an
+  incident, so its reconciliation says STALE and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, text
+
+from service.authority import Authority
+from service.errors import RokError
+from service.kernel.phases import TERMINAL_PHASES
+from service.store.tables import runs
+
+log = logging.getLogger("rok.sweeper")
+
+SWEEP_BATCH = 200
+# Arbitrary, fixed: the key of the advisory lock that elects the sweeping replica.
+SWEEPER_LOCK_KEY = 0x524F4B53  # "ROKS"
+
+
+@dataclass
+class SweepReport:
+    released: list[str] = field(default_factory=list)
+    failed_worker_lost: list[str] = field(default_factory=list)
+    failed_stale: list[str] = field(default_factory=list)
+    skipped: bool = False
+
+    @property
+    def acted(self) -> int:
+        return len(self.released) + len(self.failed_worker_lost) + len(self.failed_stale)
+
+
+class Sweeper:
+    def __init__(self, authority: Authority) -> None:
+        self.authority = authority
+
+    def tick(self, now: datetime) -> SweepReport:
+        report = SweepReport()
+        with self._elected() as elected:
+            if not elected:
+                report.skipped = True
+                return report
+            self._sweep_expired_leases(now, report)
+            self._sweep_passed_deadlines(now, report)
+        return report
+
+    def _sweep_expired_leases(self, now: datetime, report: SweepReport) -> None:
+        query = (
+            select(runs.c.id, runs.c.lease_worker_id, runs.c.lease_expires_at)
+            .where(runs.c.lease_expires_at.is_not(None), runs.c.lease_expires_at <= now)
+            .order_by(runs.c.lease_expires_at)
+            .limit(SWEEP_BATCH)
+        )
+        with self.authority.database.read() as conn:
+            expired = conn.execute(query).all()
+        for run_id, worker_id, expires_at in expired:
+            why = f"worker lost: lease of worker {worker_id} expired at {expires_at.isoformat()}"
+            kernel = self.authority.kernel(run_id, now=now)
+            try:
+                record = kernel.load()
+                lease = record.row.lease
+                if lease is None or lease.expires_at > now:
+                    continue  # renewed or finished since we looked
+                if record.row.attempt < record.row.max_attempts:
+                    kernel.release_for_retry(why)
+                    report.released.append(run_id)
+                else:
+                    kernel.fail(why)
+                    report.failed_worker_lost.append(run_id)
+            except RokError as exc:  # the run moved on between our read and our write
+                log.info("sweeper skipped run %s: %s", run_id, exc)
+
+    def _sweep_passed_deadlines(self, now: datetime, report: SweepReport) -> None:
+        terminal = [p.value for p in TERMINAL_PHASES]
+        query = (
+            select(runs.c.id, runs.c.phase, runs.c.finalize_deadline)
+            .where(
+                runs.c.phase.not_in(terminal),
+                runs.c.finalize_deadline.is_not(None),
+                runs.c.finalize_deadline <= now,
+            )
+            .order_by(runs.c.finalize_deadline)
+            .limit(SWEEP_BATCH)
+        )
+        with self.authority.database.read() as conn:
+            overdue = conn.execute(query).all()
+        for run_id, phase, deadline in overdue:
+            why = (
+                f"stale: finalize_run deadline {deadline.isoformat()} passed "
+                f"while the run was in {phase}"
+            )
+            try:
+                self.authority.kernel(run_id, now=now).fail_stale(why)
+                report.failed_stale.append(run_id)
+            except RokError as exc:
+                log.info("sweeper skipped run %s: %s", run_id, exc)
+
+    @contextlib.contextmanager
+    def _elected(self):  # type: ignore[no-untyped-def]
+        """True on the one replica holding the sweeper lock (always on SQLite)."""
+        database = self.authority.database
+        if not database.is_postgres:
+            yield True
+            return
+        with database.engine.connect() as conn:
+            got = conn.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": SWEEPER_LOCK_KEY}
+            ).scalar()
+            conn.commit()
+            try:
+                yield bool(got)
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SWEEPER_LOCK_KEY})
+                    conn.commit()
+
+    async def run_forever(self) -> None:
+        interval = self.authority.settings.sweep_interval_ms / 1000.0
+        while True:
+            try:
+                report = await asyncio.to_thread(self.tick, self.authority.clock())
+                if report.acted:
+                    log.warning(
+                        "sweeper: released %d, failed %d (worker lost), %d (stale)",
+                        len(report.released),
+                        len(report.failed_worker_lost),
+                        len(report.failed_stale),
+                    )
+            except Exception:  # a failed tick must not stop liveness for good
+                log.exception("sweeper tick failed")
+            await asyncio.sleep(interval)
