@@ -7,6 +7,8 @@ try/except in a handler.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RokError(Exception):
     """Root of every deliberate rok error."""
@@ -59,6 +61,7 @@ class GovernanceCheckError(RokError):
         self.run_id = run_id
         self.missing = missing
         self.failed = failed
+        self.outcome: Any = None  # the kernel's GovernanceOutcome, set when raised
 
 
 class LeaseLost(RokError):

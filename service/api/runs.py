@@ -31,6 +31,7 @@ from service.api.schemas import (
     UngovernedOutcomeIn,
 )
 from service.authority import Authority
+from service.errors import GovernanceCheckError
 from service.kernel.kernel import create_rok
 from service.kernel.phases import RunPhase
 from service.kernel.signals import CLAIMABLE
@@ -256,7 +257,11 @@ async def governance_check(
     authority = _authority(request)
     body = body or GovernanceCheckIn()
     kernel = authority.kernel(str(run_id), lease_token)
-    outcome = await kernel.governance_check_async(body.timeout_ms, body.require_all_acks)
+    try:
+        outcome = await kernel.governance_check_async(body.timeout_ms, body.require_all_acks)
+    except GovernanceCheckError as failed:
+        # strict mode: the run is already FAILED; the answer is still the check (200)
+        outcome = failed.outcome
     run = await run_in_threadpool(_run, authority, str(run_id))
     return {
         "passed": outcome.passed,

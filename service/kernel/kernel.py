@@ -229,7 +229,21 @@ class RunOrchestrationKernel:
         return await asyncio.to_thread(self.record_governance_check, require_all_acks)
 
     def record_governance_check(self, require_all_acks: bool = False) -> GovernanceOutcome:
-        """Reconcile now and record it; strict mode fails the run when it did not pass."""
+        """Reconcile now and record it.
+
+        Strict mode (`require_all_acks`) fails the run when the check did not
+        pass, commits that, and then raises GovernanceCheckError (its `outcome`
+        carries the reconciliation), so an embedded caller cannot miss it.
+        """
+        outcome, failed = self._record_check(require_all_acks)
+        if failed is not None:
+            failed.outcome = outcome
+            raise failed
+        return outcome
+
+    def _record_check(
+        self, require_all_acks: bool
+    ) -> tuple[GovernanceOutcome, GovernanceCheckError | None]:
         with self._move() as tx:
             self._require(
                 tx,
@@ -245,6 +259,7 @@ class RunOrchestrationKernel:
                 governance_checked_at=now,
                 governance_reconciliation=result.to_dict(),
             )
+            error = None
             if require_all_acks and not passed:
                 error = GovernanceCheckError(self.run_id, result.missing, result.failed)
                 self._terminate(
@@ -257,7 +272,7 @@ class RunOrchestrationKernel:
                         "failed": [list(p) for p in result.failed],
                     },
                 )
-            return GovernanceOutcome(passed, result)
+            return GovernanceOutcome(passed, result), error
 
     def begin_finalization(self) -> RunPhase:
         with self._move() as tx:
@@ -405,7 +420,7 @@ class RunOrchestrationKernel:
         """Record a domain's ack; on a terminal run it is kept as drift, nothing else changes."""
         if domain == ORCHESTRATOR_DOMAIN:
             raise InvalidRequest("domain 'orchestrator' is the kernel's own; clients cannot ack it")
-        with self._store.transaction(self.run_id, self._clock()) as tx:
+        with self._store.transaction(self.run_id, self._clock) as tx:
             return tx.add_ack(
                 domain, action, result_id, error, late=tx.row.is_terminal, details=details
             )
@@ -415,7 +430,7 @@ class RunOrchestrationKernel:
     @contextlib.contextmanager
     def _move(self, lease_required: bool = True) -> Iterator[RunTransaction]:
         """A transaction for a lifecycle move; the lease is checked before anything."""
-        with self._store.transaction(self.run_id, self._clock()) as tx:
+        with self._store.transaction(self.run_id, self._clock) as tx:
             if lease_required or self._lease_token is not None:
                 self._check_lease(tx)
             yield tx
@@ -480,7 +495,9 @@ class RunOrchestrationKernel:
         if error is not None:
             fields["error"] = error
         tx.transition(phase, reason, details, **fields)
-        if self._settings.rac_enabled and tx.expectations():
+        # The run's own contract decides, not today's RAC_ENABLED: a run declared
+        # with finalize_run owes it even if RAC was switched off since.
+        if any(e.pair == FINALIZE_RUN for e in tx.expectations()):
             tx.add_ack(*FINALIZE_RUN, result_id=phase.value, error=None)
 
     def _ensure_checkable(self) -> None:

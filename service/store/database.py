@@ -53,7 +53,12 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """A read-only snapshot (one transaction, so multi-table reads agree)."""
         with self.engine.connect() as conn:
-            conn = conn.execution_options(rok_read_only=True)
+            options: dict[str, Any] = {"rok_read_only": True}
+            if self.is_postgres:
+                # READ COMMITTED would let a run row and its history come from
+                # two different commits; one snapshot keeps invariant 1 for readers.
+                options["isolation_level"] = "REPEATABLE READ"
+            conn = conn.execution_options(**options)
             with conn.begin():
                 yield conn
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -242,8 +242,14 @@ class RunStore:
     # -- transactions on one run -----------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self, run_id: str, now: datetime) -> Iterator[RunTransaction]:
-        """Lock the run's row, load it, and commit what the block did (or nothing)."""
+    def transaction(
+        self, run_id: str, clock: Callable[[], datetime]
+    ) -> Iterator[RunTransaction]:
+        """Lock the run's row, load it, and commit what the block did (or nothing).
+
+        The clock is read once the lock is held, so the times written follow
+        the order in which writers commit.
+        """
         with self.db.write() as conn:
             query = select(runs).where(runs.c.id == run_id)
             if self.db.is_postgres:
@@ -251,7 +257,7 @@ class RunStore:
             found = conn.execute(query).first()
             if found is None:
                 raise RunNotFound(run_id)
-            tx = RunTransaction(conn, _row_from_mapping(found._mapping), now)
+            tx = RunTransaction(conn, _row_from_mapping(found._mapping), clock())
             yield tx
             self._publish(conn, tx.notified)
         self._wake(tx.notified)

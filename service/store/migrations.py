@@ -1,0 +1,197 @@
+"""Schema migrations: run Alembic from code, and refuse to serve an old schema.
+
+One migration history (alembic/versions) serves SQLite and PostgreSQL. The
+service never creates tables itself: `rok db upgrade` (or `rok serve
+--migrate`) migrates, and `rok serve` checks the revision first, because
+code running against a schema it was not written for can corrupt runs.
+
+alembic.ini and alembic/ live at the top of the repository, not inside the
+package, so they are found from this file's location (a checkout or an
+editable install), then from the working directory (the Docker image, which
+installs the package and keeps the project in its WORKDIR).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from alembic import command
+from service.errors import SchemaOutOfDate
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Fixed and arbitrary: the class half of the advisory lock that makes concurrent
+# migrators (replicas all started with --migrate) take turns. The other half is
+# the schema, so migrations of different schemas (parallel tests) never wait.
+MIGRATION_LOCK_CLASS = 0x726F6B  # "rok"
+
+
+def project_dir() -> Path:
+    """The directory holding alembic.ini and alembic/."""
+    for candidate in (REPO_ROOT, Path.cwd()):
+        if (candidate / "alembic.ini").is_file() and (candidate / "alembic").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"alembic.ini and alembic/ not found in {REPO_ROOT} or {Path.cwd()}: "
+        "run rok from the project directory"
+    )
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config for `url` that works from any working directory."""
+    root = project_dir()
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "alembic"))
+    config.attributes["url"] = url
+    # env.py would otherwise apply alembic.ini's logging setup, which replaces
+    # the logging of the process that called us (uvicorn's, pytest's).
+    config.attributes["configure_logging"] = False
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> str | None:
+    """Migrate to `revision`; returns the revision the database was at before.
+
+    Safe to call from several processes at once: they take turns (see
+    migration_connection), and only the first finds work to do.
+    """
+    config = alembic_config(url)
+    command.upgrade(config, revision)
+    before: str | None = config.attributes.get("revision_before")
+    return before
+
+
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    if head is None:
+        raise RuntimeError("alembic/versions holds no migration")
+    return head
+
+
+def current_revision(url: str) -> str | None:
+    """The database's revision; None for a database rok never migrated."""
+    if _missing_sqlite_file(url):
+        # Connecting would create an empty file, leaving a stray database
+        # behind every mistyped path.
+        return None
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def check_schema(url: str) -> None:
+    """Raise SchemaOutOfDate unless the database is at the code's head revision."""
+    current = current_revision(url)
+    head = head_revision()
+    if current == head:
+        return
+    where = f"database at {display_url(url)}"
+    if current is None:
+        state = "has no rok schema"
+    elif not _known_revision(current):
+        # Upgrading cannot help: the database was migrated by a newer rok.
+        raise SchemaOutOfDate(
+            f"{where} is at schema revision {current}, which this code does not know "
+            f"(it needs {head}): run the rok version that migrated it"
+        )
+    else:
+        state = f"is at schema revision {current}"
+    raise SchemaOutOfDate(
+        f"{where} {state}, the code needs {head}: run `rok db upgrade` "
+        "(or start with `rok serve --migrate`)"
+    )
+
+
+def _known_revision(revision: str) -> bool:
+    try:
+        ScriptDirectory.from_config(alembic_config("")).get_revision(revision)
+    except CommandError:
+        return False
+    return True
+
+
+def display_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@contextlib.contextmanager
+def migration_connection(url: str) -> Iterator[Connection]:
+    """A connection that alone may migrate this database until it closes (used by env.py).
+
+    SQLite: the first statement takes the write lock (BEGIN IMMEDIATE) and the
+    whole upgrade is one transaction, so a second migrator waits, then finds
+    the work done. PostgreSQL: a session advisory lock per schema does the same
+    across replicas; NullPool makes closing the connection really end the
+    session, which releases the lock even when a migration fails.
+    """
+    engine = _migration_engine(url)
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_lock(:class, hashtext(current_schema()))"),
+                    {"class": MIGRATION_LOCK_CLASS},
+                )
+                # Alembic must find the connection outside a transaction to run its own.
+                connection.commit()
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def _migration_engine(url: str) -> Engine:
+    engine = create_engine(url, poolclass=NullPool)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let the "begin" hook below issue BEGIN: pysqlite's own implicit BEGIN
+        # is deferred and never covers DDL, so a failed migration would leave
+        # half a schema behind.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        # WAL is a property of the file: set once here, the service's readers
+        # never block its writer. foreign_keys stays OFF on purpose: batch
+        # migrations drop and recreate tables, which with it ON would cascade
+        # deletes into every child table.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return False
+    return not os.path.exists(database)

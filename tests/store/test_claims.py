@@ -1,0 +1,160 @@
+"""Claims: each waiting run goes to exactly one claimer, across threads and processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from service.authority import Authority
+from service.config import Settings
+from service.errors import LeaseLost, RunNotFound
+from service.kernel.kernel import create_rok
+
+RUNS = 40
+
+
+@pytest.fixture
+def authority(migrated_url: str) -> Iterator[Authority]:
+    current = Authority(Settings(database_url=migrated_url))
+    yield current
+    current.close()
+
+
+def create_runs(authority: Authority, count: int, **fields: Any) -> list[str]:
+    ids = []
+    for _ in range(count):
+        kernel = create_rok(store=authority.store, settings=authority.settings, **fields)
+        kernel.declare_expectations()
+        ids.append(kernel.run_id)
+    return ids
+
+
+def test_claim_order_priority_then_oldest_and_handler_filter(authority: Authority) -> None:
+    low = create_runs(authority, 1, handler="a")[0]
+    high = create_runs(authority, 1, handler="b", priority=5)[0]
+    older_low_twin = create_runs(authority, 1, handler="a")[0]
+    now = authority.clock()
+    first = authority.leases.claim("w", 1000, None, now)
+    assert first is not None and first[0].id == high
+    only_a = authority.leases.claim("w", 1000, ["a"], now)
+    assert only_a is not None and only_a[0].id == low
+    assert authority.leases.claim("w", 1000, ["b"], now) is None
+    last = authority.leases.claim("w", 1000, None, now)
+    assert last is not None and last[0].id == older_low_twin
+    assert authority.leases.claim("w", 1000, None, now) is None
+
+
+def test_claim_does_not_change_the_phase_and_records_the_lease(authority: Authority) -> None:
+    run_id = create_runs(authority, 1)[0]
+    claimed = authority.leases.claim("w1", 5000, None, authority.clock())
+    assert claimed is not None
+    record, lease = claimed
+    assert record.id == run_id and record.phase.value == "CREATED" and record.history == []
+    assert record.row.lease == lease
+    assert lease.worker_id == "w1" and len(lease.token) == 32
+
+
+def test_heartbeat_extends_only_the_holders_live_lease(authority: Authority) -> None:
+    create_runs(authority, 1)
+    now = authority.clock()
+    claimed = authority.leases.claim("w1", 1000, None, now)
+    assert claimed is not None
+    run_id, token = claimed[0].id, claimed[1].token
+    renewed = authority.leases.heartbeat(run_id, "w1", token, 5000, now)
+    assert renewed.expires_at == now + timedelta(milliseconds=5000)
+    with pytest.raises(LeaseLost, match="leased to worker w1, not w2"):
+        authority.leases.heartbeat(run_id, "w2", None, 5000, now)
+    with pytest.raises(LeaseLost, match="not the run's current lease"):
+        authority.leases.heartbeat(run_id, "w1", "0" * 32, 5000, now)
+    with pytest.raises(LeaseLost, match="expired"):
+        authority.leases.heartbeat(run_id, "w1", token, 5000, now + timedelta(seconds=6))
+    with pytest.raises(RunNotFound):
+        authority.leases.heartbeat("00000000-0000-0000-0000-000000000000", "w1", token, 1, now)
+    assert authority.store.get(run_id).row.lease == renewed
+
+
+def test_threads_racing_for_runs_never_share_one(migrated_url: str) -> None:
+    setup = Authority(Settings(database_url=migrated_url))
+    try:
+        expected = set(create_runs(setup, RUNS))
+    finally:
+        setup.close()
+    workers = 8
+    barrier = threading.Barrier(workers)
+    claimed: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def claimer(index: int) -> None:
+        # each thread its own engine: as separate as replicas can be in one process
+        mine = Authority(Settings(database_url=migrated_url))
+        try:
+            barrier.wait()
+            while True:
+                got = mine.leases.claim(f"w{index}", 60_000, None, mine.clock())
+                if got is None:
+                    return
+                with lock:
+                    claimed.append(got[0].id)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            mine.close()
+
+    threads = [threading.Thread(target=claimer, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert Counter(claimed).most_common(1)[0][1] == 1
+    assert set(claimed) == expected
+
+
+CLAIMER = """
+import json, sys
+from service.authority import Authority
+from service.config import Settings
+authority = Authority(Settings(database_url=sys.argv[1]))
+sys.stdin.readline()  # start together
+ids = []
+while (got := authority.leases.claim(sys.argv[2], 60000, None, authority.clock())) is not None:
+    ids.append(got[0].id)
+print(json.dumps(ids))
+"""
+
+
+def test_processes_racing_for_runs_never_share_one(migrated_url: str) -> None:
+    setup = Authority(Settings(database_url=migrated_url))
+    try:
+        expected = set(create_runs(setup, RUNS))
+    finally:
+        setup.close()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, migrated_url, f"p{i}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    claimed: list[str] = []
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        claimed += json.loads(out)
+    assert Counter(claimed).most_common(1)[0][1] == 1
+    assert set(claimed) == expected

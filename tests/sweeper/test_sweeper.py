@@ -1,0 +1,146 @@
+"""The liveness sweeper, driven by tick(now) with the time passed in: no sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+
+from service.authority import Authority
+from service.config import Settings
+from service.errors import LeaseLost
+from service.kernel.audit import ReconciliationStatus
+from service.kernel.kernel import create_rok
+from service.kernel.phases import RunPhase
+from service.sweeper import Sweeper
+
+LEASE_MS = 1000
+
+
+@pytest.fixture
+def authority(migrated_url: str) -> Iterator[Authority]:
+    current = Authority(Settings(database_url=migrated_url, governance_timeout_ms=50))
+    yield current
+    current.close()
+
+
+def new_run(authority: Authority, max_attempts: int = 1, run_timeout_ms: int = 60_000) -> str:
+    kernel = create_rok(
+        store=authority.store,
+        settings=authority.settings,
+        handler="job",
+        run_timeout_ms=run_timeout_ms,
+        max_attempts=max_attempts,
+    )
+    kernel.declare_expectations()
+    return kernel.run_id
+
+
+def claim(authority: Authority, worker: str) -> tuple[str, str, datetime]:
+    claimed = authority.leases.claim(worker, LEASE_MS, None, authority.clock())
+    assert claimed is not None
+    record, lease = claimed
+    return record.id, lease.token, lease.expires_at
+
+
+def test_expired_lease_fails_the_run_as_worker_lost(authority: Authority) -> None:
+    new_run(authority)
+    run_id, token, expires_at = claim(authority, "w1")
+    authority.kernel(run_id, token).authorize("GRANTED")
+
+    report = Sweeper(authority).tick(expires_at + timedelta(milliseconds=1))
+
+    assert report.failed_worker_lost == [run_id]
+    record = authority.store.get(run_id)
+    assert record.phase is RunPhase.FAILED
+    assert record.row.error is not None and "worker lost" in record.row.error
+    assert record.history[-1].transition.reason is not None
+    assert "worker lost" in record.history[-1].transition.reason
+    assert record.row.lease is None
+    # the presumed-dead worker's late call is fenced off
+    with pytest.raises(LeaseLost):
+        authority.kernel(run_id, token).begin_execution()
+
+
+def test_live_lease_is_left_alone(authority: Authority) -> None:
+    new_run(authority)
+    run_id, _, expires_at = claim(authority, "w1")
+    report = Sweeper(authority).tick(expires_at - timedelta(milliseconds=1))
+    assert report.acted == 0
+    assert authority.store.get(run_id).row.lease is not None
+
+
+def test_expired_lease_with_attempts_left_is_released_and_continued(
+    authority: Authority,
+) -> None:
+    new_run(authority, max_attempts=2)
+    run_id, token, expires_at = claim(authority, "w1")
+    first = authority.kernel(run_id, token)
+    first.authorize("GRANTED")
+    first.begin_execution()
+
+    report = Sweeper(authority).tick(expires_at + timedelta(milliseconds=1))
+    assert report.released == [run_id]
+    released = authority.store.get(run_id)
+    assert released.phase is RunPhase.EXECUTING  # never moves backwards
+    assert released.row.attempt == 2
+    assert released.row.error is not None and "worker lost" in released.row.error
+
+    again, token2, _ = claim(authority, "w2")
+    assert again == run_id and token2 != token
+    with pytest.raises(LeaseLost):
+        first.execution_complete(True)
+    second = authority.kernel(run_id, token2)
+    second.execution_complete(True)
+    assert authority.store.get(run_id).history[-1].attempt == 2
+
+
+def test_last_attempt_lost_fails_the_run(authority: Authority) -> None:
+    new_run(authority, max_attempts=2)
+    sweeper = Sweeper(authority)
+    _, _, expires_at = claim(authority, "w1")
+    assert sweeper.tick(expires_at + timedelta(milliseconds=1)).released
+    run_id, _, expires_at = claim(authority, "w2")
+    report = sweeper.tick(expires_at + timedelta(milliseconds=1))
+    assert report.failed_worker_lost == [run_id]
+    assert authority.store.get(run_id).phase is RunPhase.FAILED
+
+
+def test_passed_finalize_deadline_fails_the_run_as_stale_with_an_incident(
+    authority: Authority,
+) -> None:
+    run_id = new_run(authority, run_timeout_ms=10)
+    kernel = authority.kernel(run_id)
+    kernel.authorize("GRANTED")
+    record = authority.store.get(run_id)
+    assert record.row.finalize_deadline is not None
+
+    report = Sweeper(authority).tick(record.row.finalize_deadline + timedelta(milliseconds=1))
+
+    assert report.failed_stale == [run_id]
+    after = authority.store.get(run_id)
+    assert after.phase is RunPhase.FAILED
+    assert after.row.error is not None and after.row.error.startswith("stale")
+    incidents = [a for a in after.acks if a.pair == ("incidents", "create_incident")]
+    assert len(incidents) == 1 and incidents[0].result_id is not None
+    finalize_acks = [a for a in after.acks if a.pair == ("orchestrator", "finalize_run")]
+    assert len(finalize_acks) == 1
+    result = after.reconciliation(record.row.finalize_deadline + timedelta(seconds=1))
+    assert result.stale and result.status is ReconciliationStatus.STALE
+
+
+def test_waiting_run_is_never_stale(authority: Authority) -> None:
+    run_id = new_run(authority, run_timeout_ms=10)
+    report = Sweeper(authority).tick(authority.clock() + timedelta(days=2))
+    assert report.acted == 0
+    assert authority.store.get(run_id).phase is RunPhase.CREATED
+
+
+def test_terminal_runs_are_not_touched(authority: Authority) -> None:
+    run_id = new_run(authority, run_timeout_ms=10)
+    authority.kernel(run_id).fail("cancelled")
+    before = authority.store.get(run_id)
+    report = Sweeper(authority).tick(authority.clock() + timedelta(days=2))
+    assert report.acted == 0
+    assert authority.store.get(run_id) == before
