@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.errors import (
@@ -41,5 +42,25 @@ async def _rok_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=status_for(exc), content=body)
 
 
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each field and what is wrong with it.
+
+    FastAPI's default echoes the offending input back, which fails to encode
+    exactly when the input is the problem (NaN, an unpaired surrogate), turning
+    a clear 422 into a 500. Location, message and type are what a person needs.
+    """
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {
+            "loc": list(error.get("loc", ())),
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
+        for error in exc.errors()
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RokError, _rok_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -17,6 +17,7 @@ from service.api.schemas import (
     ClaimIn,
     ClaimOut,
     CreateRunIn,
+    EmptyIn,
     ErrorOut,
     ExecutionCompleteIn,
     FailIn,
@@ -29,9 +30,10 @@ from service.api.schemas import (
     RunOut,
     RunPageOut,
     UngovernedOutcomeIn,
+    check_storable,
 )
 from service.authority import Authority
-from service.errors import GovernanceCheckError
+from service.errors import GovernanceCheckError, InvalidRequest
 from service.kernel.kernel import create_rok
 from service.kernel.phases import RunPhase
 from service.kernel.signals import CLAIMABLE
@@ -165,6 +167,12 @@ def list_runs(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     authority = _authority(request)
+    for name, value in (("tenant_id", tenant_id), ("handler", handler), ("cursor", cursor)):
+        if value is not None:
+            try:
+                check_storable(value, name)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from None
     records, next_cursor = authority.store.list(
         RunFilter(phase=phase, tenant_id=tenant_id, handler=handler), limit, cursor
     )
@@ -198,7 +206,10 @@ def authorize(
     summary="AUTHORIZED -> EXECUTING",
 )
 def begin_execution(
-    run_id: UUID, request: Request, lease_token: LeaseToken = None
+    run_id: UUID,
+    request: Request,
+    body: Annotated[EmptyIn | None, Body()] = None,
+    lease_token: LeaseToken = None,
 ) -> dict[str, Any]:
     authority = _authority(request)
     authority.kernel(str(run_id), lease_token).begin_execution()
@@ -277,7 +288,10 @@ async def governance_check(
     summary="GOVERNANCE_CHECK -> FINALIZING (needs a recorded governance check)",
 )
 def begin_finalization(
-    run_id: UUID, request: Request, lease_token: LeaseToken = None
+    run_id: UUID,
+    request: Request,
+    body: Annotated[EmptyIn | None, Body()] = None,
+    lease_token: LeaseToken = None,
 ) -> dict[str, Any]:
     authority = _authority(request)
     authority.kernel(str(run_id), lease_token).begin_finalization()

@@ -6,11 +6,20 @@ governance service) and bound every number and string.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from service.config import MAX_TIMEOUT_MS
 from service.kernel.audit import ExpectationStatus, ReconciliationStatus
@@ -21,7 +30,66 @@ Pair = tuple[str, str]
 
 
 class StrictModel(BaseModel):
+    """A request body: unknown fields, coerced types and unstorable text are refused."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        # Every value must come back exactly as sent, on both databases:
+        # see check_storable for what cannot.
+        check_storable(data, "body")
+        return data
+
+
+class EmptyIn(StrictModel):
+    """The body of a move that takes no parameters: absent, or `{}`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}]})
+
+
+MAX_JSON_DEPTH = 32
+_INT64 = 2**63
+
+
+def check_storable(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse JSON values that a database would alter, reject or choke on.
+
+    NaN/Infinity are not JSON (SQLite would store null, PostgreSQL refuses
+    them), integers past 64 bits come back as floats, NUL characters are
+    refused by PostgreSQL text, lone surrogates cannot be encoded, and very
+    deep nesting overflows the encoders. Each would either change a stored run
+    or fail after it was committed.
+    """
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise ValueError(f"{where} holds {value}, which is not a JSON number")
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise ValueError(f"{where} holds an integer outside the signed 64-bit range")
+    elif isinstance(value, str):
+        _check_text(value, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(str(key), f"{where} key")
+            check_storable(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_storable(item, f"{where}[{index}]", depth + 1)
+
+
+def _check_text(text: str, where: str) -> None:
+    if "\x00" in text:
+        raise ValueError(f"{where} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where} contains an unpaired surrogate") from None
 
 
 # -- requests -----------------------------------------------------------------
@@ -30,7 +98,7 @@ class StrictModel(BaseModel):
 class ExpectationIn(StrictModel):
     domain: str = Name
     action: str = Name
-    deadline_ms: int | None = Field(
+    deadline_ms: StrictInt | None = Field(
         default=None,
         ge=1,
         le=MAX_TIMEOUT_MS,
@@ -57,7 +125,7 @@ class CreateRunIn(StrictModel):
     tenant_id: str | None = Field(default=None, min_length=1, max_length=200)
     handler: str | None = Field(default=None, min_length=1, max_length=200)
     input: Any = None
-    run_timeout_ms: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_MS)
+    run_timeout_ms: StrictInt | None = Field(default=None, ge=1, le=MAX_TIMEOUT_MS)
     expectations: list[ExpectationIn] | None = Field(
         default=None,
         max_length=100,
@@ -65,8 +133,10 @@ class CreateRunIn(StrictModel):
         "orchestrator/finalize_run is always added.",
     )
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
-    max_attempts: int = Field(default=1, ge=1, le=100)
-    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher is claimed first.")
+    max_attempts: StrictInt = Field(default=1, ge=1, le=100)
+    priority: StrictInt = Field(
+        default=0, ge=-1000, le=1000, description="Higher is claimed first."
+    )
 
     @field_validator("expectations")
     @classmethod
@@ -103,7 +173,7 @@ class AuthorizeIn(StrictModel):
 class ExecutionCompleteIn(StrictModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"success": True}]})
 
-    success: bool
+    success: StrictBool
     error: str | None = Field(default=None, max_length=10000)
 
 
@@ -134,11 +204,11 @@ class ClaimIn(StrictModel):
     )
 
     worker_id: str = Field(min_length=1, max_length=200)
-    lease_ms: int = Field(default=30000, ge=1, le=MAX_TIMEOUT_MS)
+    lease_ms: StrictInt = Field(default=30000, ge=1, le=MAX_TIMEOUT_MS)
     handlers: list[str] | None = Field(
         default=None, max_length=100, description="Only runs of these handlers."
     )
-    wait_ms: int = Field(
+    wait_ms: StrictInt = Field(
         default=0,
         ge=0,
         le=60000,
@@ -155,13 +225,13 @@ class HeartbeatIn(StrictModel):
     lease_token: str | None = Field(
         default=None, max_length=64, description="Or send it in the X-Lease-Token header."
     )
-    lease_ms: int = Field(default=30000, ge=1, le=MAX_TIMEOUT_MS)
+    lease_ms: StrictInt = Field(default=30000, ge=1, le=MAX_TIMEOUT_MS)
 
 
 class UngovernedOutcomeIn(StrictModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"success": True}]})
 
-    success: bool
+    success: StrictBool
     error: str | None = Field(default=None, max_length=10000)
 
 
@@ -171,14 +241,14 @@ class GovernanceCheckIn(StrictModel):
         json_schema_extra={"examples": [{"timeout_ms": 2000, "require_all_acks": True}]},
     )
 
-    timeout_ms: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_MS)
-    require_all_acks: bool = False
+    timeout_ms: StrictInt | None = Field(default=None, ge=1, le=MAX_TIMEOUT_MS)
+    require_all_acks: StrictBool = False
 
 
 class FinalizeIn(StrictModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"success": True}]})
 
-    success: bool = True
+    success: StrictBool = True
     error: str | None = Field(default=None, max_length=10000)
 
 

@@ -50,7 +50,7 @@ class NotificationListener:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self._ready.set()
                     while not self._stopping.is_set():
-                        for note in conn.notifies(timeout=0.5):
+                        for note in conn.notifies(timeout=0.1):
                             self._signals.notify(note.payload)
             except psycopg.Error:
                 # A lost connection loses no run: waiters re-read the database

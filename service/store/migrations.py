@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from alembic import command
-from service.errors import SchemaOutOfDate
+from service.errors import RokError, SchemaOutOfDate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,13 +38,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MIGRATION_LOCK_CLASS = 0x726F6B  # "rok"
 
 
+class MigrationsNotFound(RokError):
+    """rok was installed without its migrations and started outside the project."""
+
+
 def project_dir() -> Path:
     """The directory holding alembic.ini and alembic/."""
     for candidate in (REPO_ROOT, Path.cwd()):
         if (candidate / "alembic.ini").is_file() and (candidate / "alembic").is_dir():
             return candidate
-    raise FileNotFoundError(
-        f"alembic.ini and alembic/ not found in {REPO_ROOT} or {Path.cwd()}: "
+    raise MigrationsNotFound(
+        f"alembic.ini and alembic/ are neither in {REPO_ROOT} nor in {Path.cwd()}: "
         "run rok from the project directory"
     )
 

@@ -242,9 +242,7 @@ class RunStore:
     # -- transactions on one run -----------------------------------------
 
     @contextlib.contextmanager
-    def transaction(
-        self, run_id: str, clock: Callable[[], datetime]
-    ) -> Iterator[RunTransaction]:
+    def transaction(self, run_id: str, clock: Callable[[], datetime]) -> Iterator[RunTransaction]:
         """Lock the run's row, load it, and commit what the block did (or nothing).
 
         The clock is read once the lock is held, so the times written follow

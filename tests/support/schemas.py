@@ -1,0 +1,52 @@
+"""What a database's catalog says its schema is, as comparable text.
+
+Alembic's compare_metadata checks columns, types, defaults, keys and which
+columns an index covers, but not the WHERE clause of a partial index, and our
+invariants live in partial indexes (uq_acks_one_finalize_run). So the tests
+also compare the catalog of a migrated database with that of one built by
+metadata.create_all: every table, constraint and index definition, as the
+database itself renders them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.pool import NullPool
+
+_POSTGRES_CATALOG = """
+SELECT 'column ' || table_name || '.' || column_name,
+       concat_ws(' ', ordinal_position, data_type, character_maximum_length,
+                 is_nullable, column_default)
+  FROM information_schema.columns
+ WHERE table_schema = current_schema() AND table_name <> 'alembic_version'
+UNION ALL
+SELECT 'constraint ' || conrelid::regclass::text || '.' || conname, pg_get_constraintdef(oid)
+  FROM pg_constraint
+ WHERE connamespace = current_schema()::regnamespace
+   AND conrelid::regclass::text <> 'alembic_version'
+UNION ALL
+SELECT 'index ' || indexname, replace(indexdef, ' ON ' || schemaname || '.', ' ON ')
+  FROM pg_indexes
+ WHERE schemaname = current_schema() AND tablename <> 'alembic_version'
+"""
+
+_SQLITE_CATALOG = """
+SELECT type || ' ' || name, sql FROM sqlite_master
+ WHERE sql IS NOT NULL AND tbl_name <> 'alembic_version'
+"""
+
+
+def catalog(url: str) -> dict[str, str]:
+    """{"index ix_runs_claimable": "CREATE INDEX … WHERE available", …} for rok's tables."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return _read(conn)
+    finally:
+        engine.dispose()
+
+
+def _read(conn: Connection) -> dict[str, str]:
+    query = _POSTGRES_CATALOG if conn.dialect.name == "postgresql" else _SQLITE_CATALOG
+    # whitespace is layout, not schema
+    return {name: " ".join(str(sql).split()) for name, sql in conn.execute(text(query))}
