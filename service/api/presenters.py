@@ -52,6 +52,9 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
                 "at": h.transition.at,
                 "reason": h.transition.reason,
                 "attempt": h.attempt,
+                "kind": (
+                    "attempt" if h.transition.from_phase is h.transition.to_phase else "transition"
+                ),
                 "details": h.transition.details,
             }
             for h in record.history

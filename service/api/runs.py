@@ -114,6 +114,9 @@ async def claim(body: ClaimIn, request: Request) -> Any:
     while True:
         # subscribe first, so a run created between the query and the wait still wakes us
         with authority.signals.subscribe(CLAIMABLE, loop) as sub:
+            if await request.is_disconnected():
+                # nobody would receive the lease: leasing now would strand the run
+                return Response(status_code=status.HTTP_204_NO_CONTENT)
             claimed = await run_in_threadpool(
                 authority.leases.claim,
                 body.worker_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -271,6 +271,9 @@ class HistoryEntryOut(BaseModel):
     at: datetime
     reason: str | None
     attempt: int
+    kind: Literal["transition", "attempt"] = Field(
+        description="`attempt`: a new attempt began in the same phase (from == to)."
+    )
     details: dict[str, Any]
 
 

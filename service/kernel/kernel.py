@@ -365,14 +365,16 @@ class RunOrchestrationKernel:
                     f"run {self.run_id} used all {row.max_attempts} attempts; fail it instead"
                 )
             attempt = row.attempt + 1
-            tx.update(
-                attempt=attempt,
+            # `error` keeps what the run reported (an execution error survives);
+            # why the attempt ended is the reason of the attempt entry.
+            tx.record_attempt(
+                attempt,
+                f"{why}; attempt {row.attempt} of {row.max_attempts} ended, "
+                f"attempt {attempt} begins",
                 available=True,
                 lease_worker_id=None,
                 lease_token=None,
                 lease_expires_at=None,
-                error=f"{why} (attempt {row.attempt} of {row.max_attempts}); "
-                f"released for attempt {attempt}",
             )
             tx.notify(CLAIMABLE)
             return attempt

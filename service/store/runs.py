@@ -126,6 +126,42 @@ class RunTransaction:
         self._apply(values)
         return entry
 
+    def record_attempt(self, attempt: int, reason: str, **fields: Any) -> PhaseTransition:
+        """Append a history entry that starts a new attempt in the current phase.
+
+        from == to: the run does not move (a retry never goes backwards); the
+        entry carries the new attempt number, and later moves carry it too.
+        """
+        row = self.row
+        entry = PhaseTransition(
+            row.phase, row.phase, self.now, reason, {"attempt_started": attempt}
+        )
+        values = {
+            "attempt": attempt,
+            "history_length": row.history_length + 1,
+            "updated_at": self.now,
+            **fields,
+        }
+        self.conn.execute(
+            update(runs)
+            .where(runs.c.id == row.id, runs.c.history_length == row.history_length)
+            .values(**values)
+        )
+        self.conn.execute(
+            insert(transitions).values(
+                run_id=row.id,
+                seq=row.history_length + 1,
+                attempt=attempt,
+                from_phase=row.phase.value,
+                to_phase=row.phase.value,
+                at=self.now,
+                reason=reason,
+                details=entry.details,
+            )
+        )
+        self._apply(values)
+        return entry
+
     def update(self, **fields: Any) -> None:
         """Set columns of the run without a phase move (e.g. the recorded check)."""
         values = {"updated_at": self.now, **fields}

@@ -190,6 +190,9 @@ def assert_history_path(run: dict[str, Any]) -> None:
         assert set(entry) >= {"from", "to", "at", "reason"}, entry
         source, target = RunPhase(entry["from"]), RunPhase(entry["to"])
         assert source is phase, f"run {run['id']} entry {index} leaves {source}, was in {phase}"
+        if entry.get("kind") == "attempt":  # a new attempt starts in place: never a move
+            assert source is target, entry
+            continue
         assert target in VALID_TRANSITIONS[source], (
             f"run {run['id']} entry {index}: {source} -> {target} is not a legal move"
         )

@@ -10,13 +10,22 @@ from service.kernel.records import RunRecord
 
 
 def assert_history_valid(record: RunRecord) -> None:
-    """Invariant 1: a path through VALID_TRANSITIONS from CREATED, ending at the phase."""
+    """Invariant 1: a path through VALID_TRANSITIONS from CREATED, ending at the phase.
+
+    Entries that start a new attempt stay in their phase (from == to): a retry
+    is recorded in the history but never moves the run.
+    """
     phase = RunPhase.CREATED
     for index, entry in enumerate(record.history):
         move = entry.transition
         assert move.from_phase is phase, (
             f"run {record.id}: entry {index} leaves {move.from_phase}, but the run was in {phase}"
         )
+        if move.to_phase is move.from_phase:  # a new attempt, in place: never a move
+            assert move.details.get("attempt_started") == entry.attempt, (
+                f"run {record.id}: entry {index} stays in {phase} but starts no attempt"
+            )
+            continue
         assert move.to_phase in VALID_TRANSITIONS[move.from_phase], (
             f"run {record.id}: entry {index} {move.from_phase} -> {move.to_phase} is not legal"
         )

@@ -16,7 +16,7 @@ from service.errors import SchemaOutOfDate
 from service.store import migrations
 from service.store.migrations import REPO_ROOT
 from service.store.tables import metadata
-from tests.support.databases import backend_of, fresh_database
+from tests.support.databases import backend_of, fresh_database, sqlite_url
 from tests.support.schemas import catalog
 
 TABLES = {"runs", "transitions", "expectations", "acks"}
@@ -137,10 +137,12 @@ def test_migrators_started_together_take_turns(database_url: str) -> None:
     assert migrations.current_revision(database_url) == migrations.head_revision()
 
 
-def test_sqlite_database_is_in_wal_mode(migrated_url: str) -> None:
-    if backend_of(migrated_url) != "sqlite":
-        pytest.skip("journal modes are SQLite's")
-    engine = create_engine(migrated_url, poolclass=NullPool)
+def test_a_sqlite_database_is_left_in_wal_mode(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+
+    migrations.upgrade(url)
+
+    engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

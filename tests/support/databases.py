@@ -47,7 +47,8 @@ def with_search_path(url: str, schema: str) -> str:
     connection a test left open.
     """
     parsed = make_url(url)
-    options = " ".join(filter(None, [parsed.query.get("options"), f"-csearch_path={schema}"]))
+    given = parsed.query.get("options") or ()
+    options = " ".join([*([given] if isinstance(given, str) else given), f"-csearch_path={schema}"])
     query = {"options": options, "application_name": schema}
     return parsed.update_query_dict(query).render_as_string(hide_password=False)
 

@@ -85,7 +85,10 @@ def test_expired_lease_with_attempts_left_is_released_and_continued(
     released = authority.store.get(run_id)
     assert released.phase is RunPhase.EXECUTING  # never moves backwards
     assert released.row.attempt == 2
-    assert released.row.error is not None and "worker lost" in released.row.error
+    started = released.history[-1]
+    assert started.attempt == 2
+    assert started.transition.from_phase is started.transition.to_phase is RunPhase.EXECUTING
+    assert started.transition.reason is not None and "worker lost" in started.transition.reason
 
     again, token2, _ = claim(authority, "w2")
     assert again == run_id and token2 != token

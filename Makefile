@@ -1,0 +1,50 @@
+# rok: `make run` serves on 127.0.0.1:8000, `make test` runs the suite, `make check` is what CI runs.
+# Every target installs the virtualenv first if pyproject.toml changed since it was built.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# pip install -e is slow; redo it only when the dependencies (pyproject.toml) change
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The service on SQLite plus the demo (a worker pool, the reference domains, example runs).
+RUN_CMD ?= $(BIN)/rok serve --migrate --demo --host $(HOST) --port $(PORT)
+PYTEST_ARGS ?=
+
+.PHONY: venv run test lint format check openapi clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: venv
+	$(RUN_CMD)
+
+test: venv
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# lint first, then the tests: the recipe runs after its prerequisite, even with make -j
+check: lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# the committed OpenAPI contract; CI diffs it against the app
+openapi: venv
+	$(BIN)/python -m service.api.openapi_export openapi/openapi.json
+
+# build and cache leftovers only: .venv (make venv rebuilds it) and rok.db (your runs) stay
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,161 @@
+"""`rok bench`: run the workloads against real server processes and write the report.
+
+    rok bench [--quick] [--backend sqlite|postgres|all] [--out DIR] [--repeat N]
+    python -m service.bench ...   (the same)
+
+`register(subparsers)` adds the command to the `rok` CLI; `main(argv)` runs it
+standalone. Every server process is stopped when the bench ends, fails or is
+interrupted (Ctrl-C or SIGTERM); an interrupted bench still writes what it
+measured so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from service.bench import memory, report, scale, throughput, waiting, workers
+from service.bench.context import Context
+from service.bench.databases import DEFAULT_POSTGRES_URL, postgres_version, schema_method
+from service.bench.figures import Figures
+from service.bench.launch import UVICORN_SETTINGS
+from service.bench.machine import describe
+from service.bench.plan import plan_for
+
+WORKLOADS: dict[str, Callable[[Context], None]] = {
+    "W1": throughput.run,
+    "W2": workers.run,
+    "W3": scale.run,
+    "W4": waiting.run,
+    "W5": memory.run,
+}
+BACKENDS = {"sqlite": ("sqlite",), "postgres": ("postgres",), "all": ("sqlite", "postgres")}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="the CI smoke plan: about a minute, SQLite"
+    )
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="sqlite")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="report folder")
+    parser.add_argument("--repeat", type=int, default=None, help="repeats per figure (3; quick 1)")
+    parser.add_argument(
+        "--workloads",
+        default=None,
+        help="comma-separated subset of W1,W2,W3,W4,W5 (default: all)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("ROK_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="server to create scratch databases on (env ROK_BENCH_POSTGRES_URL)",
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add `bench` to the rok CLI's subparsers; the handler is `args.func(args)`."""
+    parser = subparsers.add_parser(
+        "bench", help="measure lifecycles/s, latency and scale against the platform limits"
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run_from_args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rok bench", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    workloads = _workloads(args.workloads)
+    if args.repeat is not None and args.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
+    plan = plan_for(args.quick, args.repeat, workloads)
+    backends = BACKENDS[args.backend]
+    previous = _terminate_as_interrupt()
+    figures = Figures()
+    configuration: dict[str, Any] = {}
+    notes: list[str] = []
+    started_at = datetime.now(UTC)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    started = time.monotonic()
+    status = 0
+    try:
+        pg_version = postgres_version(args.postgres_url) if "postgres" in backends else None
+        for backend in backends:
+            context = Context(backend, plan, figures, args.postgres_url, configuration, notes)
+            for name in plan.workloads:
+                _run_workload(name, context)
+            status = status or (1 if context.failed else 0)
+    except KeyboardInterrupt:
+        notes.append("interrupted: the figures above are what was measured before the stop")
+        status = 130
+        pg_version = None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    header = {
+        "command": _command_line(),
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "duration_s": time.monotonic() - started,
+        "load_average_at_start": load_at_start,
+        "backends": list(backends),
+        "plan": plan.to_json(),
+        "machine": describe(pg_version),
+        "server": {"launcher": "python -m service.bench.launch", "uvicorn": UVICORN_SETTINGS},
+        "schema": schema_method(),
+        "configuration": configuration,
+        "notes": notes,
+    }
+    json_path, md_path = report.write(args.out, figures, header)
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    return status
+
+
+def _command_line() -> str:
+    """As typed: `rok bench …`, also when started as `python -m service.bench …`."""
+    words = sys.argv[1:]
+    return "rok " + shlex.join(words if words[:1] == ["bench"] else ["bench", *words])
+
+
+def _run_workload(name: str, context: Context) -> None:
+    """One workload; if it fails, say so in the report and go on with the next.
+
+    A bench that measured four workloads and crashed in the fifth still owes
+    the four; the failure is a note (and a non-zero exit status), not a loss.
+    """
+    try:
+        WORKLOADS[name](context)
+    except Exception as exc:
+        context.failed = True
+        context.notes.append(f"{context.backend}: {name} failed: {exc!r}"[:1000])
+        context.say(f"{name} FAILED:\n{traceback.format_exc()}")
+
+
+def _workloads(raw: str | None) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    names = tuple(part.strip().upper() for part in raw.split(",") if part.strip())
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown or not names:
+        raise SystemExit(f"--workloads: unknown {unknown}; choose from {', '.join(WORKLOADS)}")
+    return names
+
+
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM unwinds like Ctrl-C, so every `finally` stops its servers."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)

@@ -1,0 +1,137 @@
+"""A real server process for the bench: started on a free port, always stopped.
+
+Each process runs in its own session (process group), so a Ctrl-C in the
+terminal reaches only the bench, whose `finally` stops the servers in order
+instead of leaving them half shut down mid-measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from typing import IO
+
+import httpx
+
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class ServerFailed(RuntimeError):
+    """The server process exited or never became ready; carries its log tail."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(database_url: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The parent's environment without any ROK_*/RAC_* setting, plus exactly ours.
+
+    A stray ROK_GOVERNANCE_TIMEOUT_MS in the caller's shell must not change
+    what is measured; what the server ran with is recorded in the report.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROK_", "RAC_"))}
+    env["ROK_DATABASE_URL"] = database_url
+    env.update(overrides or {})
+    return env
+
+
+def bench_settings(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in sorted(env.items()) if k.startswith(("ROK_", "RAC_"))}
+
+
+class ServerProcess:
+    """`python -m service.bench.launch APP HOST PORT` with a given environment."""
+
+    def __init__(self, app: str, env: Mapping[str, str]) -> None:
+        self.app = app
+        self.env = dict(env)
+        self.port = free_port()
+        self.base_url = f"http://{HOST}:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the server was not started"
+        return self._process.pid
+
+    def start(self) -> None:
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives until stop()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "service.bench.launch", self.app, HOST, str(self.port)],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise ServerFailed(f"{self.app} server exited at start:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.base_url}/healthz", timeout=2.0).status_code == 200:
+                    return
+            time.sleep(0.05)
+        raise ServerFailed(f"{self.app} server not ready in {READY_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def rss_kib(self) -> int:
+        """Resident set size now (VmRSS of /proc/<pid>/status), in KiB."""
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise ServerFailed(f"no VmRSS for pid {self.pid}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server used so far."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            # the command name may contain spaces: split after its closing paren
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+    def log_tail(self, limit: int = 4000) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-limit:]
+
+    def stop(self) -> None:
+        """SIGTERM (uvicorn shuts down gracefully), SIGKILL if it does not exit in time."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@contextlib.contextmanager
+def running(app: str, env: Mapping[str, str]) -> Iterator[ServerProcess]:
+    server = ServerProcess(app, env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

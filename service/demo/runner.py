@@ -1,0 +1,187 @@
+"""The demo: submit a batch of runs to a running service and watch a WorkerPool drive them.
+
+    python -m service.demo --url http://127.0.0.1:8000      (or: rok demo)
+
+The pool runs the three reference domains with the policies in
+policies.toml. One research run asks (through its input) for the incidents
+domain to stay silent, so its governance check reports
+incidents/create_incident missing. Each run prints one line as it finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from service.demo.handlers import HANDLERS
+from service.domains import IncidentsDomain, PoliciesDomain, TracesDomain, muted_by_input
+from service.worker.pool import WorkerPool
+from service.worker.results import RunResult
+
+POLICY_FILE = Path(__file__).with_name("policies.toml")
+DEFAULT_URL = "http://127.0.0.1:8000"
+HEALTH_WAIT_S = 30.0
+
+# (handler, what the line should show, extra fields of POST /runs)
+BATCH: list[tuple[str, str, dict[str, Any]]] = [
+    ("research_agent", "an agent that succeeds", {}),
+    (
+        "research_agent",
+        "succeeds, incidents domain muted",
+        {
+            "input": {"question": "Summarise the incident log", "mute_domains": ["incidents"]},
+        },
+    ),
+    ("spendthrift_agent", "blows its cost budget mid-run", {}),
+    ("slow_agent", "runs past its 1 s timeout", {"run_timeout_ms": 1000}),
+    ("flaky_agent", "its tool raises", {}),
+    ("forbidden_agent", "denied by policy", {}),
+]
+
+
+@dataclass
+class DemoReport:
+    url: str
+    submitted: dict[str, str] = field(default_factory=dict)
+    """run id -> what the run demonstrates"""
+    finished: list[RunResult] = field(default_factory=list)
+
+
+def run_demo(
+    url: str = DEFAULT_URL,
+    out: TextIO = sys.stdout,
+    governance_timeout_ms: int = 2000,
+    concurrency: int = 8,
+    timeout_s: float = 120.0,
+) -> DemoReport:
+    report = DemoReport(url.rstrip("/"))
+    wait_until_healthy(report.url)
+    report.submitted = submit_batch(report.url)
+    print(
+        f"submitted {len(report.submitted)} runs to {report.url}; a WorkerPool with the "
+        "policies, traces and incidents domains drives them.\n"
+        "One line per run as it ends: phase, handler, what it shows, the reconciliation of "
+        "its audit contract (missing/failed evidence), incidents opened, its error.",
+        file=out,
+    )
+
+    def show(result: RunResult) -> None:
+        if result.run_id in report.submitted:
+            report.finished.append(result)
+            print("  " + result.summary(report.submitted[result.run_id]), file=out)
+
+    pool = demo_pool(report.url, concurrency, governance_timeout_ms, on_result=show)
+    pending = set(report.submitted)
+
+    def all_ours_done(result: RunResult) -> bool:
+        pending.discard(result.run_id)
+        return not pending
+
+    pool.run_until(all_ours_done, timeout_s=timeout_s)
+    print(
+        f"\nSee every run, its history, acks, incidents and reconciliation:\n"
+        f"  {report.url}/docs     (the OpenAPI UI: try GET /runs)\n"
+        f"  curl {report.url}/runs\n"
+        f"  curl {report.url}/runs/<id>/reconciliation",
+        file=out,
+    )
+    return report
+
+
+def demo_pool(
+    url: str,
+    concurrency: int = 8,
+    governance_timeout_ms: int | None = 2000,
+    on_result: Any = None,
+) -> WorkerPool:
+    """The demo handlers with the reference domains; any run can mute a domain by input."""
+    domains = [
+        muted_by_input(PoliciesDomain(POLICY_FILE)),
+        muted_by_input(TracesDomain()),
+        muted_by_input(IncidentsDomain()),
+    ]
+    return WorkerPool(
+        url,
+        HANDLERS,
+        concurrency=concurrency,
+        domains=domains,
+        governance_timeout_ms=governance_timeout_ms,
+        on_result=on_result,
+        drain_timeout_s=5.0,
+    )
+
+
+def submit_batch(url: str) -> dict[str, str]:
+    batch_id = uuid.uuid4().hex[:8]
+    submitted = {}
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        for index, (handler, story, fields) in enumerate(BATCH):
+            body = {"handler": handler, "idempotency_key": f"demo-{batch_id}-{index}", **fields}
+            response = client.post("/runs", json=body)
+            response.raise_for_status()
+            submitted[response.json()["id"]] = story
+    return submitted
+
+
+def wait_until_healthy(url: str, timeout_s: float = HEALTH_WAIT_S) -> None:
+    """`make run` starts the service and the demo together: give the service time to start."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=url, timeout=2.0) as client:
+        while True:
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"rok demo: no rok service answered at {url} within {timeout_s:.0f}s"
+                )
+            time.sleep(0.2)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", default=DEFAULT_URL, help=f"the rok service (default {DEFAULT_URL})"
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="after the batch, keep the pool serving the demo handlers (Ctrl-C stops it)",
+    )
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    run_demo(args.url)
+    if args.serve:
+        print(
+            "\nThe pool keeps serving the demo handlers; POST /runs with one of "
+            f"{', '.join(HANDLERS)} (Ctrl-C to stop)."
+        )
+        demo_pool(args.url, on_result=lambda r: print(f"  {r.summary()}")).run()
+    return 0
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `rok demo --url URL [--serve]` to a `rok` argparse subparsers object."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "demo", help="submit example runs and drive them with a WorkerPool", description=__doc__
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run_demo_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service.demo", description=__doc__)
+    add_arguments(parser)
+    return run_demo_command(parser.parse_args(argv))

@@ -1,0 +1,89 @@
+"""The incidents domain: every run is looked at; the ones that went wrong get an incident.
+
+A failed, denied, timed-out or policy-violating run opens an incident: acked
+as incidents/create_incident with `result_id` = the incident id and the
+record in `details` (`kind`, `summary`, ...), which the service shows under
+the run's `incidents`. A clean run is acked with `result_id: null`: "looked,
+nothing to open". The domain also keeps the records it opened (the last
+`keep` in memory, and every one as a JSON line in `journal` if given).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import deque
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from service.domains.base import Domain, first_line, new_id, now_iso, provenance
+from service.worker.acks import AckChannel
+from service.worker.authorizer import Decision
+from service.worker.context import RunContext
+from service.worker.outcome import Outcome, OutcomeKind
+
+DOMAIN = "incidents"
+ACTION = "create_incident"
+
+SEVERITY = {
+    OutcomeKind.HANDLER_ERROR: "high",
+    OutcomeKind.TIMEOUT: "high",
+    OutcomeKind.POLICY_VIOLATION: "high",
+    OutcomeKind.DENIED: "low",
+    OutcomeKind.SHUTDOWN: "medium",
+}
+
+
+class IncidentsDomain(Domain):
+    name = DOMAIN
+    owes = MappingProxyType(
+        {
+            "on_denied": ((DOMAIN, ACTION),),
+            "on_execution_end": ((DOMAIN, ACTION),),
+        }
+    )
+
+    def __init__(self, journal: str | os.PathLike[str] | None = None, keep: int = 1000) -> None:
+        self.opened: deque[dict[str, Any]] = deque(maxlen=keep)
+        self._journal = Path(journal) if journal is not None else None
+
+    async def on_denied(self, ctx: RunContext, decision: Decision, acks: AckChannel) -> None:
+        why = f"{decision.decision}" + (f": {decision.reason}" if decision.reason else "")
+        await self._open(ctx, OutcomeKind.DENIED, f"run of '{ctx.handler}' denied ({why})", acks)
+
+    async def on_execution_end(self, ctx: RunContext, outcome: Outcome, acks: AckChannel) -> None:
+        if outcome.success:
+            await acks.send(DOMAIN, ACTION, result_id=None, details=provenance(ctx))
+            return
+        await self._open(ctx, outcome.kind, first_line(outcome.error), acks, outcome.error)
+
+    async def _open(
+        self,
+        ctx: RunContext,
+        kind: OutcomeKind,
+        summary: str,
+        acks: AckChannel,
+        error: str | None = None,
+    ) -> None:
+        incident_id = new_id("inc")
+        record = {
+            "kind": kind.value,
+            "summary": summary,
+            "severity": SEVERITY.get(kind, "medium"),
+            "handler": ctx.handler,
+            **provenance(ctx),
+            "opened_at": now_iso(),
+            "error": error,
+        }
+        self.opened.append({"incident_id": incident_id, "run_id": ctx.run_id, **record})
+        if self._journal is not None:
+            line = json.dumps({"incident_id": incident_id, "run_id": ctx.run_id, **record})
+            await asyncio.to_thread(_append, self._journal, line)
+        await acks.send(DOMAIN, ACTION, result_id=incident_id, details=record)
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as journal:
+        journal.write(line + "\n")

@@ -1,0 +1,116 @@
+"""`rok worker --app module:object --concurrency N --url URL`.
+
+`object` is either a dict of handlers ({name: callable}), run with the three
+reference domains, or a factory called as `factory(url=..., concurrency=...)`
+that returns a configured WorkerPool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from service.domains import reference_domains
+from service.worker.pool import WorkerPool
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class AppError(ValueError):
+    """--app names something that is not a handler dict nor a WorkerPool factory."""
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `worker` command to a `rok` argparse subparsers object."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "worker",
+        help="run a WorkerPool that claims and drives runs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--app", required=True, help="module:object (handler dict or factory)")
+    parser.add_argument("--url", default=os.environ.get("ROK_URL", DEFAULT_URL))
+    parser.add_argument("--concurrency", type=_positive, default=4)
+    parser.add_argument("--worker-id", default=None, help="default: host/pid/random")
+    parser.add_argument("--lease-ms", type=_positive, default=15_000)
+    parser.add_argument("--policies", default=None, help="policy rules file (TOML or YAML)")
+    parser.add_argument(
+        "--no-domains", action="store_true", help="run without the reference domains"
+    )
+    parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds (SIGTERM)")
+    parser.add_argument("--log-level", default="INFO")
+    parser.set_defaults(func=run_worker_command)
+    return parser
+
+
+def run_worker_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        pool = load_app(args)
+    except AppError as exc:
+        print(f"rok worker: {exc}", file=sys.stderr)
+        return 2
+    pool.run()
+    return 0
+
+
+def load_app(args: argparse.Namespace) -> WorkerPool:
+    target = _import(args.app)
+    if isinstance(target, WorkerPool):
+        return target
+    if isinstance(target, Mapping):
+        return WorkerPool(
+            args.url,
+            dict(target),
+            concurrency=args.concurrency,
+            worker_id=args.worker_id,
+            lease_ms=args.lease_ms,
+            domains=[] if args.no_domains else reference_domains(args.policies),
+            drain_timeout_s=args.drain_timeout,
+        )
+    if callable(target):
+        pool = target(url=args.url, concurrency=args.concurrency)
+        if not isinstance(pool, WorkerPool):
+            raise AppError(f"{args.app}() returned {type(pool).__name__}, not a WorkerPool")
+        return pool
+    raise AppError(f"{args.app} is a {type(target).__name__}: need a handler dict or a factory")
+
+
+def _import(spec: str) -> Any:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise AppError(f"--app {spec!r}: expected module:object, e.g. myapp.jobs:handlers")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AppError(f"--app {spec!r}: cannot import {module_name}: {exc}") from exc
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise AppError(f"--app {spec!r}: {module_name} has no {attribute}") from None
+    return target
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m service.worker`, until the `rok` command wires in `register`."""
+    parser = argparse.ArgumentParser(prog="rok")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result

@@ -1,0 +1,394 @@
+"""A small typed async client for the rok REST API, with retry and backoff.
+
+What it promises its callers (the pool, the domains, the demo):
+- Transport errors and 5xx answers are retried with capped exponential
+  backoff and jitter, for as long as `retry_timeout_s` allows (forever by
+  default: a worker outlives a restarting service; its lease tells the service
+  whether to wait for it).
+- A retried call never applies twice. A request that may have reached the
+  service before it failed (the response was lost, or a 5xx) is *ambiguous*:
+  before sending it again, and again when the resend answers 409, the client
+  reads the run back and asks the caller's `applied` test whether the first
+  send already landed. Lifecycle moves are guarded by the phase machine anyway
+  (a second send gets 409); acks are not (a second ack is drift), so this read
+  back is what keeps a lost response from becoming a duplicate.
+- A 409 that follows no ambiguity is final and raised as `Conflict`: the
+  caller lost the run (its lease was fenced, or the phase moved). It is never
+  retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("rok.worker.client")
+
+Run = dict[str, Any]
+"""A run as the API returns it (RunOut in service/api/schemas.py)."""
+
+TERMINAL = frozenset({"COMPLETED", "FAILED"})
+LEASE_HEADER = "X-Lease-Token"
+
+# Requests that never left this process can be resent blindly.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class ClientError(Exception):
+    """Root of the errors this client raises."""
+
+
+class ApiError(ClientError):
+    """The service refused the request (4xx other than 404/409): a bug in the caller."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class Conflict(ApiError):
+    """409: the lease was fenced or the phase machine forbids the move. Never retried."""
+
+    def __init__(self, detail: str, current_phase: str | None) -> None:
+        super().__init__(409, detail)
+        self.current_phase = current_phase
+
+
+class RunMissing(ApiError):
+    """404: no run with that id."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(404, detail)
+
+
+class ServiceUnavailable(ClientError):
+    """The service could not be reached within `retry_timeout_s`."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    run: Run
+    token: str
+    expires_at: str
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run["id"])
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with full jitter (no thundering herd after a restart)."""
+
+    first_s: float = 0.05
+    cap_s: float = 2.0
+
+    def delay(self, retry: int) -> float:
+        return random.uniform(0, min(self.cap_s, self.first_s * 2 ** min(retry, 16)))
+
+
+Confirm = Callable[[], Awaitable[Any | None]]
+
+
+class RokClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        retry_timeout_s: float | None = None,
+        backoff: Backoff | None = None,
+        max_connections: int = 64,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._timeout_s = timeout_s
+        self._retry_timeout_s = retry_timeout_s
+        self._backoff = backoff or Backoff()
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._http = httpx.AsyncClient(
+            base_url=self.url, timeout=timeout_s, limits=limits, transport=transport
+        )
+
+    async def __aenter__(self) -> RokClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- runs -------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        return _json(await self._send("GET", "/healthz"))
+
+    async def create_run(self, **body: Any) -> Run:
+        """POST /runs. Without an idempotency_key a lost response can create a twin;
+        pass one when that matters (the demo does)."""
+        return _json(await self._send("POST", "/runs", json=body))
+
+    async def get_run(self, run_id: str) -> Run:
+        return _json(await self._send("GET", f"/runs/{run_id}"))
+
+    async def list_runs(self, **query: Any) -> dict[str, Any]:
+        params = {k: v for k, v in query.items() if v is not None}
+        return _json(await self._send("GET", "/runs", params=params))
+
+    # -- leases -----------------------------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        lease_ms: int,
+        handlers: Collection[str] | None = None,
+        wait_ms: int = 0,
+    ) -> Claim | None:
+        """Lease the next waiting run, long-polling up to wait_ms; None when none came.
+
+        A claim whose response is lost leaves a run leased to nobody who knows
+        it; the sweeper gets it back when the lease expires (see the report:
+        the API has no claim idempotency key).
+        """
+        body: dict[str, Any] = {"worker_id": worker_id, "lease_ms": lease_ms, "wait_ms": wait_ms}
+        if handlers is not None:
+            body["handlers"] = sorted(handlers)
+        response = await self._send(
+            "POST", "/runs/claim", json=body, timeout_s=wait_ms / 1000 + self._timeout_s
+        )
+        if response.status_code == 204:
+            return None
+        data = _json(response)
+        lease = data["lease"]
+        return Claim(run=data["run"], token=lease["token"], expires_at=lease["expires_at"])
+
+    async def heartbeat(
+        self, run_id: str, worker_id: str, token: str, lease_ms: int
+    ) -> dict[str, Any]:
+        """Extend the lease by lease_ms; Conflict once it is no longer ours."""
+        body = {"worker_id": worker_id, "lease_ms": lease_ms}
+        response = await self._send(
+            "POST", f"/runs/{run_id}/heartbeat", json=body, headers=_lease(token)
+        )
+        return _json(response)
+
+    # -- lifecycle moves (fenced by the lease token) -------------------------------
+
+    async def authorize(
+        self, run_id: str, token: str | None, decision: str, reason: str | None = None
+    ) -> Run:
+        body = {"decision": decision, "reason": reason}
+        lands_in = {"AUTHORIZED"} if decision == "GRANTED" else {"FAILED"}
+        return await self._move(run_id, "authorize", token, body, lands_in)
+
+    async def begin_execution(self, run_id: str, token: str | None) -> Run:
+        return await self._move(run_id, "begin-execution", token, None, {"EXECUTING"})
+
+    async def execution_complete(
+        self, run_id: str, token: str | None, success: bool, error: str | None = None
+    ) -> Run:
+        body = {"success": success, "error": error}
+        return await self._move(run_id, "execution-complete", token, body, {"GOVERNANCE_CHECK"})
+
+    async def governance_check(
+        self,
+        run_id: str,
+        token: str | None,
+        timeout_ms: int | None = None,
+        require_all_acks: bool = False,
+    ) -> dict[str, Any]:
+        """Waits server-side for the acks; resending it only records the check again."""
+        body = {"timeout_ms": timeout_ms, "require_all_acks": require_all_acks}
+        # the service's own ROK_GOVERNANCE_TIMEOUT_MS is unknown here: allow a long wait
+        wait_s = (timeout_ms or 300_000) / 1000
+        response = await self._send(
+            "POST",
+            f"/runs/{run_id}/governance-check",
+            json=body,
+            headers=_lease(token),
+            timeout_s=wait_s + self._timeout_s,
+        )
+        return _json(response)
+
+    async def finalize(
+        self, run_id: str, token: str | None, success: bool, error: str | None = None
+    ) -> Run:
+        """Finalize once. A resend after a lost response meets a terminal run whose
+        lease is gone (409): reading it back shows the run terminal, which is the
+        answer, so a finalize is never applied twice nor reported as lost."""
+        body = {"success": success, "error": error}
+        return await self._move(run_id, "finalize", token, body, TERMINAL)
+
+    async def fail(self, run_id: str, error: str, token: str | None = None) -> Run:
+        return await self._move(run_id, "fail", token, {"error": error}, {"FAILED"})
+
+    async def ungoverned_outcome(
+        self, run_id: str, token: str | None, success: bool, error: str | None = None
+    ) -> Run:
+        body = {"success": success, "error": error}
+        return await self._move(run_id, "ungoverned-outcome", token, body, TERMINAL)
+
+    # -- acks -----------------------------------------------------------------------
+
+    async def ack(
+        self,
+        run_id: str,
+        domain: str,
+        action: str,
+        result_id: str | None = None,
+        error: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "domain": domain,
+            "action": action,
+            "result_id": result_id,
+            "error": error,
+            "details": details,
+        }
+
+        async def already_recorded() -> dict[str, Any] | None:
+            run = await self.get_run(run_id)
+            for recorded in run["acks"]:
+                if (recorded["domain"], recorded["action"]) == (domain, action) and recorded[
+                    "result_id"
+                ] == result_id:
+                    return dict(recorded)
+            return None
+
+        response = await self._send(
+            "POST", f"/runs/{run_id}/acks", json=body, confirm=already_recorded
+        )
+        if isinstance(response, dict):
+            return response
+        return _json(response)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def _move(
+        self,
+        run_id: str,
+        step: str,
+        token: str | None,
+        body: dict[str, Any] | None,
+        lands_in: Collection[str],
+    ) -> Run:
+        async def already_applied() -> Run | None:
+            run = await self.get_run(run_id)
+            return run if run["phase"] in lands_in else None
+
+        response = await self._send(
+            "POST",
+            f"/runs/{run_id}/{step}",
+            json=body,
+            headers=_lease(token),
+            confirm=already_applied,
+        )
+        if isinstance(response, dict):
+            return response
+        return _json(response)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+        confirm: Confirm | None = None,
+    ) -> Any:
+        """Send with retries; returns the response, or what `confirm` found."""
+        started = time.monotonic()
+        retry = 0
+        ambiguous = False
+        while True:
+            if ambiguous and confirm is not None:
+                found = await self._confirm(confirm)
+                if found is not None:
+                    return found
+            try:
+                response = await self._http.request(
+                    method,
+                    path,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=timeout_s if timeout_s is not None else self._timeout_s,
+                )
+            except httpx.TransportError as exc:
+                ambiguous = ambiguous or not isinstance(exc, _NOT_SENT)
+                why = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code < 500:
+                    if response.status_code == 409 and ambiguous and confirm is not None:
+                        found = await self._confirm(confirm)
+                        if found is not None:
+                            return found
+                    _raise_for_status(response)
+                    return response
+                ambiguous = True  # the service may have committed before it failed
+                why = f"HTTP {response.status_code}"
+            retry += 1
+            waited = time.monotonic() - started
+            if self._retry_timeout_s is not None and waited >= self._retry_timeout_s:
+                raise ServiceUnavailable(
+                    f"{method} {path} failed for {waited:.1f}s ({retry} tries): {why}"
+                )
+            if retry == 1 or retry % 10 == 0:
+                log.warning("%s %s failed (%s); retrying (try %d)", method, path, why, retry)
+            await asyncio.sleep(self._backoff.delay(retry))
+
+    @staticmethod
+    async def _confirm(confirm: Confirm) -> Any | None:
+        try:
+            return await confirm()
+        except (httpx.TransportError, ApiError) as exc:
+            log.debug("read-back after an ambiguous request failed: %s", exc)
+            return None
+
+
+def _lease(token: str | None) -> dict[str, str] | None:
+    return {LEASE_HEADER: token} if token is not None else None
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    data = response.json()
+    if not isinstance(data, dict):
+        raise ApiError(response.status_code, f"expected a JSON object, got {data!r:.200}")
+    return data
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    detail = str(body.get("detail", response.text)) if isinstance(body, dict) else response.text
+    if status == 409:
+        current = body.get("current_phase") if isinstance(body, dict) else None
+        raise Conflict(detail, current)
+    if status == 404:
+        raise RunMissing(detail)
+    raise ApiError(status, detail)

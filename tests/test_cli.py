@@ -1,0 +1,149 @@
+"""The `rok` command as operators run it: a child process, its exit code and its words."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.pool import NullPool
+
+from service.store import migrations
+from service.store.migrations import REPO_ROOT
+from tests.support.server import free_port, running_server
+
+TABLES = {"runs", "transitions", "expectations", "acks", "alembic_version"}
+
+
+def rok(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m service ARGS` from outside the repo, so nothing depends on the cwd."""
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
+        cwd=Path.home() if Path.home().is_dir() else "/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def table_names(url: str) -> set[str]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_db_upgrade_creates_the_schema(database_url: str) -> None:
+    done = rok("db", "upgrade", "--url", database_url)
+
+    assert done.returncode == 0, done.stderr
+    assert f"to {migrations.head_revision()}" in done.stdout
+    assert table_names(database_url) == TABLES
+
+
+def test_db_upgrade_of_a_sqlite_file_from_another_directory(tmp_path: Path) -> None:
+    path = tmp_path / "rok.db"
+
+    done = rok("db", "upgrade", "--url", f"sqlite:///{path}")
+
+    assert done.returncode == 0, done.stderr
+    assert table_names(f"sqlite:///{path}") == TABLES
+
+
+def test_db_upgrade_reads_rok_database_url(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'from-env.db'}"
+
+    assert rok("db", "upgrade", ROK_DATABASE_URL=url).returncode == 0
+
+    assert table_names(url) == TABLES
+
+
+def test_db_current_and_check_follow_the_upgrade(database_url: str) -> None:
+    head = migrations.head_revision()
+    before = rok("db", "current", "--url", database_url)
+    refused = rok("db", "check", "--url", database_url)
+    rok("db", "upgrade", "--url", database_url)
+    after = rok("db", "current", "--url", database_url)
+
+    assert before.stdout.strip() == f"none (the code needs {head})"
+    assert refused.returncode == 2
+    assert "rok db upgrade" in refused.stderr
+    assert after.stdout.strip() == f"{head} (up to date)"
+    assert rok("db", "check", "--url", database_url).returncode == 0
+
+
+def test_serve_refuses_a_malformed_variable_and_names_it(tmp_path: Path) -> None:
+    done = rok(
+        "serve",
+        ROK_GOVERNANCE_TIMEOUT_MS="abc",
+        ROK_DATABASE_URL=f"sqlite:///{tmp_path / 'rok.db'}",
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("rok: ROK_GOVERNANCE_TIMEOUT_MS=")
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_refuses_an_unmigrated_database_and_says_what_to_run(database_url: str) -> None:
+    done = rok("serve", ROK_DATABASE_URL=database_url)
+
+    assert done.returncode == 2
+    assert "has no rok schema" in done.stderr
+    assert "rok db upgrade" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_refusing_a_missing_sqlite_file_does_not_create_it(tmp_path: Path) -> None:
+    path = tmp_path / "typo.db"
+
+    assert rok("serve", ROK_DATABASE_URL=f"sqlite:///{path}").returncode == 2
+
+    assert not path.exists()
+
+
+def test_serve_on_a_migrated_database_answers(migrated_url: str) -> None:
+    with running_server(migrated_url) as server, server.client() as client:
+        assert client.get("/healthz").status_code == 200
+
+
+def test_serve_migrate_upgrades_an_empty_database_then_serves(database_url: str) -> None:
+    # what `make run` and the Docker image do
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--migrate", "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "ROK_DATABASE_URL": database_url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        healthy = wait_for_health(f"http://127.0.0.1:{port}/healthz", server)
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=30)
+
+    assert healthy, log.decode(errors="replace")
+    assert migrations.current_revision(database_url) == migrations.head_revision()
+
+
+def wait_for_health(url: str, server: subprocess.Popen[bytes], timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and server.poll() is None:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    done = rok("fly")
+
+    assert done.returncode == 2
+    assert "invalid choice" in done.stderr

@@ -1,0 +1,63 @@
+"""`rok worker --app module:object`: a handler dict or a WorkerPool factory."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from service.domains import IncidentsDomain, PoliciesDomain, TracesDomain
+from service.worker.cli import AppError, load_app, register
+from service.worker.pool import WorkerPool
+
+handlers = {"job": lambda ctx: "ok"}
+not_an_app = 42
+
+
+def factory(url: str, concurrency: int) -> WorkerPool:
+    return WorkerPool(url, handlers, concurrency=concurrency, domains=[])
+
+
+def wrong_factory(url: str, concurrency: int) -> str:
+    return "not a pool"
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="rok")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["worker", *argv])
+
+
+def test_a_handler_dict_runs_with_the_reference_domains() -> None:
+    args = parse("--app", f"{__name__}:handlers", "--url", "http://rok:9", "--concurrency", "3")
+    pool = load_app(args)
+    assert pool.url == "http://rok:9" and pool.concurrency == 3
+    assert list(pool.handlers) == ["job"]
+    kinds = [type(d) for d in pool.domains]
+    assert kinds == [PoliciesDomain, TracesDomain, IncidentsDomain]
+    assert load_app(parse("--app", f"{__name__}:handlers", "--no-domains")).domains == []
+
+
+def test_a_factory_gets_the_url_and_the_concurrency() -> None:
+    pool = load_app(parse("--app", f"{__name__}:factory", "--concurrency", "7"))
+    assert pool.concurrency == 7 and pool.domains == []
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        ("no_colon", "expected module:object"),
+        ("no.such.module:handlers", "cannot import"),
+        (f"{__name__}:missing", "has no missing"),
+        (f"{__name__}:not_an_app", "need a handler dict or a factory"),
+        (f"{__name__}:wrong_factory", "not a WorkerPool"),
+    ],
+)
+def test_a_bad_app_is_explained(app: str, message: str) -> None:
+    with pytest.raises(AppError, match=message):
+        load_app(parse("--app", app))
+
+
+def test_concurrency_must_be_positive() -> None:
+    with pytest.raises(SystemExit):
+        parse("--app", "x:y", "--concurrency", "0")
