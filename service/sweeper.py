@@ -119,15 +119,21 @@ class Sweeper:
             yield True
             return
         with database.engine.connect() as conn:
+            # one sweeper per schema: deployments (and test runs) sharing a
+            # database in separate schemas do not elect each other's sweeper
             got = conn.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": SWEEPER_LOCK_KEY}
+                text("SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))"),
+                {"key": SWEEPER_LOCK_KEY},
             ).scalar()
             conn.commit()
             try:
                 yield bool(got)
             finally:
                 if got:
-                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SWEEPER_LOCK_KEY})
+                    conn.execute(
+                        text("SELECT pg_advisory_unlock(:key, hashtext(current_schema()))"),
+                        {"key": SWEEPER_LOCK_KEY},
+                    )
                     conn.commit()
 
     async def run_forever(self) -> None:

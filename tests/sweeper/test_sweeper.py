@@ -147,3 +147,27 @@ def test_terminal_runs_are_not_touched(authority: Authority) -> None:
     report = Sweeper(authority).tick(authority.clock() + timedelta(days=2))
     assert report.acted == 0
     assert authority.store.get(run_id) == before
+
+
+def test_one_replica_sweeps_at_a_time(authority: Authority) -> None:
+    if not authority.database.is_postgres:
+        # one writer at a time anyway: every process sweeps, none is ever skipped
+        assert not Sweeper(authority).tick(authority.clock()).skipped
+        return
+    from sqlalchemy import text
+
+    from service.sweeper import SWEEPER_LOCK_KEY
+
+    new_run(authority, run_timeout_ms=10)
+    with authority.database.engine.connect() as other_replica:
+        held = other_replica.execute(
+            text("SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))"),
+            {"key": SWEEPER_LOCK_KEY},
+        ).scalar()
+        assert held
+        assert Sweeper(authority).tick(authority.clock()).skipped
+        other_replica.execute(
+            text("SELECT pg_advisory_unlock(:key, hashtext(current_schema()))"),
+            {"key": SWEEPER_LOCK_KEY},
+        )
+    assert not Sweeper(authority).tick(authority.clock()).skipped
