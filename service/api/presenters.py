@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
+from uuid import UUID
+
+from fastapi.responses import JSONResponse
 
 from service.kernel.audit import ReconciliationResult, expectation_status
 from service.kernel.records import RunRecord
 
 INCIDENTS_DOMAIN = "incidents"
+
+
+class RokJSONResponse(JSONResponse):
+    """JSON straight from the presenters' dicts, skipping a second validation.
+
+    The presenters build exactly the documented shapes (the response models
+    still define the OpenAPI contract, and the API tests check the two agree);
+    re-validating every run through pydantic cost a sizeable share of each
+    request's CPU. Datetimes are aware UTC, written as pydantic writes them.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_encode
+        ).encode("utf-8")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def reconciliation_json(result: ReconciliationResult) -> dict[str, Any]:

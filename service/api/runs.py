@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from service.api.presenters import reconciliation_json, run_json
+from service.api.presenters import RokJSONResponse, reconciliation_json, run_json
 from service.api.schemas import (
     AckIn,
     AckOut,
@@ -63,8 +63,8 @@ def _authority(request: Request) -> Authority:
     return authority
 
 
-def _run(authority: Authority, run_id: str) -> dict[str, Any]:
-    return run_json(authority.store.get(run_id), authority.clock())
+def _run(authority: Authority, run_id: str) -> RokJSONResponse:
+    return RokJSONResponse(run_json(authority.store.get(run_id), authority.clock()))
 
 
 @router.post(
@@ -77,7 +77,7 @@ def _run(authority: Authority, run_id: str) -> dict[str, Any]:
     },
     summary="Create a run and declare its audit contract (T0)",
 )
-def create_run(body: CreateRunIn, request: Request, response: Response) -> dict[str, Any]:
+def create_run(body: CreateRunIn, request: Request) -> Response:
     authority = _authority(request)
     kernel = create_rok(
         str(body.run_id) if body.run_id else None,
@@ -96,9 +96,10 @@ def create_run(body: CreateRunIn, request: Request, response: Response) -> dict[
         max_attempts=body.max_attempts,
         priority=body.priority,
     )
-    if not kernel.declare_expectations():
-        response.status_code = status.HTTP_200_OK
-    return _run(authority, kernel.run_id)
+    created = kernel.declare_expectations()
+    answer = _run(authority, kernel.run_id)
+    answer.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return answer
 
 
 @router.post(
@@ -168,7 +169,7 @@ def list_runs(
     handler: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> Response:
     authority = _authority(request)
     for name, value in (("tenant_id", tenant_id), ("handler", handler), ("cursor", cursor)):
         if value is not None:
@@ -180,11 +181,13 @@ def list_runs(
         RunFilter(phase=phase, tenant_id=tenant_id, handler=handler), limit, cursor
     )
     now = authority.clock()
-    return {"items": [run_json(r, now) for r in records], "next_cursor": next_cursor}
+    return RokJSONResponse(
+        {"items": [run_json(r, now) for r in records], "next_cursor": next_cursor}
+    )
 
 
 @router.get("/{run_id}", response_model=RunOut, responses=ERRORS, summary="Get a run")
-def get_run(run_id: UUID, request: Request) -> dict[str, Any]:
+def get_run(run_id: UUID, request: Request) -> Response:
     return _run(_authority(request), str(run_id))
 
 
@@ -196,7 +199,7 @@ def get_run(run_id: UUID, request: Request) -> dict[str, Any]:
 )
 def authorize(
     run_id: UUID, body: AuthorizeIn, request: Request, lease_token: LeaseToken = None
-) -> dict[str, Any]:
+) -> Response:
     authority = _authority(request)
     authority.kernel(str(run_id), lease_token).authorize(body.decision, body.reason)
     return _run(authority, str(run_id))
@@ -213,7 +216,7 @@ def begin_execution(
     request: Request,
     body: Annotated[EmptyIn | None, Body()] = None,
     lease_token: LeaseToken = None,
-) -> dict[str, Any]:
+) -> Response:
     authority = _authority(request)
     authority.kernel(str(run_id), lease_token).begin_execution()
     return _run(authority, str(run_id))
@@ -227,7 +230,7 @@ def begin_execution(
 )
 def execution_complete(
     run_id: UUID, body: ExecutionCompleteIn, request: Request, lease_token: LeaseToken = None
-) -> dict[str, Any]:
+) -> Response:
     authority = _authority(request)
     authority.kernel(str(run_id), lease_token).execution_complete(body.success, body.error)
     return _run(authority, str(run_id))
@@ -267,7 +270,7 @@ async def governance_check(
     request: Request,
     body: Annotated[GovernanceCheckIn | None, Body()] = None,
     lease_token: LeaseToken = None,
-) -> dict[str, Any]:
+) -> Response:
     authority = _authority(request)
     body = body or GovernanceCheckIn()
     kernel = authority.kernel(str(run_id), lease_token)
@@ -276,12 +279,14 @@ async def governance_check(
     except GovernanceCheckError as failed:
         # strict mode: the run is already FAILED; the answer is still the check (200)
         outcome = failed.outcome
-    run = await run_in_threadpool(_run, authority, str(run_id))
-    return {
-        "passed": outcome.passed,
-        "reconciliation": reconciliation_json(outcome.reconciliation),
-        "run": run,
-    }
+    record = await run_in_threadpool(authority.store.get, str(run_id))
+    return RokJSONResponse(
+        {
+            "passed": outcome.passed,
+            "reconciliation": reconciliation_json(outcome.reconciliation),
+            "run": run_json(record, authority.clock()),
+        }
+    )
 
 
 @router.post(
@@ -295,7 +300,7 @@ def begin_finalization(
     request: Request,
     body: Annotated[EmptyIn | None, Body()] = None,
     lease_token: LeaseToken = None,
-) -> dict[str, Any]:
+) -> Response:
     authority = _authority(request)
     authority.kernel(str(run_id), lease_token).begin_finalization()
     return _run(authority, str(run_id))
@@ -312,7 +317,7 @@ def finalize(
     request: Request,
     body: Annotated[FinalizeIn | None, Body()] = None,
     lease_token: LeaseToken = None,
-) -> dict[str, Any]:
+) -> Response:
     authority = _authority(request)
     body = body or FinalizeIn()
     authority.kernel(str(run_id), lease_token).finalize(body.success, body.error)
@@ -325,9 +330,7 @@ def finalize(
     responses=ERRORS,
     summary="-> FAILED from any non-terminal phase (no token: operator override)",
 )
-def fail(
-    run_id: UUID, body: FailIn, request: Request, lease_token: LeaseToken = None
-) -> dict[str, Any]:
+def fail(run_id: UUID, body: FailIn, request: Request, lease_token: LeaseToken = None) -> Response:
     authority = _authority(request)
     authority.kernel(str(run_id), lease_token).fail(body.error)
     return _run(authority, str(run_id))
@@ -352,7 +355,7 @@ def reconciliation(run_id: UUID, request: Request) -> dict[str, Any]:
 )
 def ungoverned_outcome(
     run_id: UUID, body: UngovernedOutcomeIn, request: Request, lease_token: LeaseToken = None
-) -> dict[str, Any]:
+) -> Response:
     authority = _authority(request)
     authority.kernel(str(run_id), lease_token).record_ungoverned_outcome(body.success, body.error)
     return _run(authority, str(run_id))

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from service.api.schemas import RunOut
 from service.kernel.phases import TERMINAL_PHASES, VALID_TRANSITIONS, RunPhase
 
 DOMAIN_PAIRS: list[tuple[str, str]] = [
@@ -229,6 +230,16 @@ def assert_run_valid(run: dict[str, Any]) -> None:
             parse_time(exp["deadline"])
     terminal_moves = [h for h in run["history"] if RunPhase(h["to"]) in TERMINAL_PHASES]
     assert len(terminal_moves) <= 1, f"run {run['id']} ended {len(terminal_moves)} times"
+    assert_matches_contract(run)
+
+
+def assert_matches_contract(run: dict[str, Any]) -> None:
+    """The run JSON is exactly what the documented RunOut model would produce.
+
+    The API writes runs without re-validating them through pydantic; this is
+    the check that the hand-built JSON and the OpenAPI contract agree.
+    """
+    assert RunOut.model_validate(run).model_dump(mode="json", by_alias=True) == run
 
 
 def stored_state(run: dict[str, Any]) -> dict[str, Any]:
