@@ -68,7 +68,19 @@ def upgrade() -> None:
     op.create_index("ix_runs_tenant_created", "runs", ["tenant_id", "created_at", "id"])
     op.create_index("ix_runs_handler_created", "runs", ["handler", "created_at", "id"])
     op.create_index(
-        "ix_runs_claimable", "runs", ["priority", "created_at", "id"], **_partial("available")
+        "ix_runs_claimable",
+        "runs",
+        ["priority", "created_at", "id"],
+        # as each dialect renders `WHERE runs.available` (SQLite's planner needs the match)
+        sqlite_where=sa.text("available = 1"),
+        postgresql_where=sa.text("available"),
+    )
+    op.create_index(
+        "ix_runs_claimable_by_handler",
+        "runs",
+        ["handler", "priority", "created_at", "id"],
+        sqlite_where=sa.text("available = 1"),
+        postgresql_where=sa.text("available"),
     )
     op.create_index(
         "ix_runs_lease_expiry",

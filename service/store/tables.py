@@ -108,7 +108,18 @@ runs = Table(
         "priority",
         "created_at",
         "id",
-        sqlite_where=text("available"),
+        # written as each dialect renders `WHERE runs.available`, or SQLite's
+        # planner does not see that the query implies the index's condition
+        sqlite_where=text("available = 1"),
+        postgresql_where=text("available"),
+    ),
+    Index(
+        "ix_runs_claimable_by_handler",
+        "handler",
+        "priority",
+        "created_at",
+        "id",
+        sqlite_where=text("available = 1"),
         postgresql_where=text("available"),
     ),
     # the sweeper looks only at live runs with a lease or a deadline

@@ -158,3 +158,23 @@ def test_processes_racing_for_runs_never_share_one(migrated_url: str) -> None:
         claimed += json.loads(out)
     assert Counter(claimed).most_common(1)[0][1] == 1
     assert set(claimed) == expected
+
+
+@pytest.mark.parametrize("handlers", [None, ["a", "b"]])
+def test_the_claim_reads_only_the_index_of_waiting_runs(
+    authority: Authority, handlers: list[str] | None
+) -> None:
+    from sqlalchemy import text
+
+    from service.store.leases import claim_query
+
+    query = claim_query(handlers).compile(
+        authority.database.engine, compile_kwargs={"literal_binds": True}
+    )
+    with authority.database.read() as conn:
+        if authority.database.is_postgres:
+            conn.execute(text("SET LOCAL enable_seqscan = off"))  # an empty table would seqscan
+            plan = " ".join(row[0] for row in conn.execute(text(f"EXPLAIN {query}")))
+        else:
+            plan = " ".join(row[3] for row in conn.execute(text(f"EXPLAIN QUERY PLAN {query}")))
+    assert "ix_runs_claimable" in plan, plan
