@@ -12,7 +12,7 @@ PORT ?= 8000
 RUN_CMD ?= $(BIN)/rok serve --migrate --demo --host $(HOST) --port $(PORT)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint format check openapi clean
+.PHONY: venv run test lint format check openapi bench clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,11 @@ format: venv
 # lint first, then the tests: the recipe runs after its prerequisite, even with make -j
 check: lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# the benchmarks of issue 4 against a real service process; BENCH_ARGS=--quick for a smoke run
+BENCH_ARGS ?=
+bench: venv
+	$(BIN)/rok bench --out bench-out $(BENCH_ARGS)
 
 # the committed OpenAPI contract; CI diffs it against the app
 openapi: venv

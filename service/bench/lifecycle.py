@@ -39,16 +39,17 @@ async def create_run(client: httpx.AsyncClient, recorder: Recorder) -> str:
     return run_id
 
 
-async def create_run_with_id(client: httpx.AsyncClient, recorder: Recorder, run_id: str) -> None:
-    await timed(
-        client,
-        recorder,
-        CREATE,
-        "POST",
-        "/runs",
-        expect=201,
-        json={"run_id": run_id, "handler": HANDLER, "input": {"bench": True}},
-    )
+async def create_run_with_id(
+    client: httpx.AsyncClient,
+    recorder: Recorder,
+    run_id: str,
+    run_timeout_ms: int | None = None,
+) -> None:
+    """`run_timeout_ms` (default: the service's) also sets the finalize_run deadline."""
+    body: dict[str, object] = {"run_id": run_id, "handler": HANDLER, "input": {"bench": True}}
+    if run_timeout_ms is not None:
+        body["run_timeout_ms"] = run_timeout_ms
+    await timed(client, recorder, CREATE, "POST", "/runs", expect=201, json=body)
 
 
 async def start_run(client: httpx.AsyncClient, recorder: Recorder, run_id: str) -> None:

@@ -24,7 +24,7 @@ def describe(postgres_version: str | None) -> dict[str, Any]:
         "uvicorn_extras": {name: _version(name) for name in ("uvloop", "httptools")},
         "sqlite": sqlite3.sqlite_version,
         "postgresql": postgres_version,
-        "commit": _commit(),
+        "commit_at_end": current_commit(),
         # other work on the machine shares the cores with the server and client
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
@@ -59,7 +59,7 @@ def _memory_kib() -> int:
     return 0
 
 
-def _commit() -> str | None:
+def current_commit() -> str | None:
     """The checked-out commit (read-only), so a table can be traced to the code."""
     try:
         done = subprocess.run(

@@ -32,7 +32,8 @@ def markdown(figures: Figures, header: dict[str, Any]) -> str:
         f"Machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, "
         f"Python {machine['python']}, SQLite {machine['sqlite']}"
         + (f", PostgreSQL {machine['postgresql']}" if machine.get("postgresql") else "")
-        + f"; {packages}; commit {machine.get('commit')}.  ",
+        + f"; {packages}; commit {header['commit_at_start']} at the start, "
+        f"{machine['commit_at_end']} at the end.  ",
         "The load client runs on the same machine as the server (it shares the cores); "
         f"load average at the start {header['load_average_at_start']}, "
         f"at the end {machine['load_average_at_end']}.",

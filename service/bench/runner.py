@@ -29,7 +29,7 @@ from service.bench.context import Context
 from service.bench.databases import DEFAULT_POSTGRES_URL, postgres_version, schema_method
 from service.bench.figures import Figures
 from service.bench.launch import UVICORN_SETTINGS
-from service.bench.machine import describe
+from service.bench.machine import current_commit, describe
 from service.bench.plan import plan_for
 
 WORKLOADS: dict[str, Callable[[Context], None]] = {
@@ -88,6 +88,9 @@ def run_from_args(args: argparse.Namespace) -> int:
     notes: list[str] = []
     started_at = datetime.now(UTC)
     load_at_start = [round(x, 2) for x in os.getloadavg()]
+    # servers import the code when they start: a commit landing mid-run shows
+    # as a difference between this and the commit at the end
+    commit_at_start = current_commit()
     started = time.monotonic()
     status = 0
     try:
@@ -108,6 +111,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         "started_at": started_at.isoformat(timespec="seconds"),
         "duration_s": time.monotonic() - started,
         "load_average_at_start": load_at_start,
+        "commit_at_start": commit_at_start,
         "backends": list(backends),
         "plan": plan.to_json(),
         "machine": describe(pg_version),

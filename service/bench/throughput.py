@@ -40,6 +40,11 @@ class Measured:
         return self.result.units / self.result.elapsed_s
 
     @property
+    def client_cores(self) -> float:
+        """CPU the load client used, in cores: near 1.0 it, not the server, sets the pace."""
+        return self.result.client_cpu_s / self.result.elapsed_s
+
+    @property
     def server_cpu_ms_per_request(self) -> float:
         return ratio(self.result.server_cpu_s * 1000, self.result.requests)
 
@@ -126,6 +131,12 @@ def measure_point(
             label=f"limit: {what} server CPU per request {at}",
             unit="ms",
         )
+        add(
+            f"limit.{name}.{level}.client_cores",
+            point.client_cores,
+            label=f"limit: {what} load-client CPU {at}",
+            unit="cores",
+        )
 
     add(f"w1.{level}.lifecycles_per_s", w1.units_per_s, label=f"lifecycles/s {at}", unit="1/s")
     add(f"w1.{level}.requests_per_s", w1.requests_per_s, label=f"requests/s {at}", unit="req/s")
@@ -147,6 +158,12 @@ def measure_point(
         w1.server_cpu_ms_per_request,
         label=f"server CPU per request {at}",
         unit="ms",
+    )
+    add(
+        f"w1.{level}.client_cores",
+        w1.client_cores,
+        label=f"load-client CPU {at}",
+        unit="cores",
     )
     add(
         f"w1.{level}.errors",
