@@ -19,13 +19,13 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, select, text
 
 from service.authority import Authority
 from service.errors import RokError
-from service.kernel.phases import TERMINAL_PHASES
-from service.store.tables import runs
+from service.store.tables import LIVE_RUN, runs
 
 log = logging.getLogger("rok.sweeper")
 
@@ -46,6 +46,35 @@ class SweepReport:
         return len(self.released) + len(self.failed_worker_lost) + len(self.failed_stale)
 
 
+def expired_leases_query(now: datetime) -> Select[Any]:
+    """Leased runs whose lease ran out, oldest first (reads ix_runs_lease_expiry)."""
+    return (
+        select(runs.c.id, runs.c.lease_worker_id, runs.c.lease_expires_at)
+        .where(runs.c.lease_expires_at.is_not(None), runs.c.lease_expires_at <= now)
+        .order_by(runs.c.lease_expires_at)
+        .limit(SWEEP_BATCH)
+    )
+
+
+def passed_deadlines_query(now: datetime) -> Select[Any]:
+    """Live runs past their finalize_run deadline (reads ix_runs_live_deadline).
+
+    The live condition is the index's own text: with `phase NOT IN (?, ?)`
+    SQLite cannot prove the index applies and scans every finished run, each
+    tick, which grows with the history the deployment keeps.
+    """
+    return (
+        select(runs.c.id, runs.c.phase, runs.c.finalize_deadline)
+        .where(
+            text(LIVE_RUN),
+            runs.c.finalize_deadline.is_not(None),
+            runs.c.finalize_deadline <= now,
+        )
+        .order_by(runs.c.finalize_deadline)
+        .limit(SWEEP_BATCH)
+    )
+
+
 class Sweeper:
     def __init__(self, authority: Authority) -> None:
         self.authority = authority
@@ -61,14 +90,8 @@ class Sweeper:
         return report
 
     def _sweep_expired_leases(self, now: datetime, report: SweepReport) -> None:
-        query = (
-            select(runs.c.id, runs.c.lease_worker_id, runs.c.lease_expires_at)
-            .where(runs.c.lease_expires_at.is_not(None), runs.c.lease_expires_at <= now)
-            .order_by(runs.c.lease_expires_at)
-            .limit(SWEEP_BATCH)
-        )
         with self.authority.database.read() as conn:
-            expired = conn.execute(query).all()
+            expired = conn.execute(expired_leases_query(now)).all()
         for run_id, worker_id, expires_at in expired:
             why = f"worker lost: lease of worker {worker_id} expired at {expires_at.isoformat()}"
             kernel = self.authority.kernel(run_id, now=now)
@@ -87,19 +110,8 @@ class Sweeper:
                 log.info("sweeper skipped run %s: %s", run_id, exc)
 
     def _sweep_passed_deadlines(self, now: datetime, report: SweepReport) -> None:
-        terminal = [p.value for p in TERMINAL_PHASES]
-        query = (
-            select(runs.c.id, runs.c.phase, runs.c.finalize_deadline)
-            .where(
-                runs.c.phase.not_in(terminal),
-                runs.c.finalize_deadline.is_not(None),
-                runs.c.finalize_deadline <= now,
-            )
-            .order_by(runs.c.finalize_deadline)
-            .limit(SWEEP_BATCH)
-        )
         with self.authority.database.read() as conn:
-            overdue = conn.execute(query).all()
+            overdue = conn.execute(passed_deadlines_query(now)).all()
         for run_id, phase, deadline in overdue:
             why = (
                 f"stale: finalize_run deadline {deadline.isoformat()} passed "

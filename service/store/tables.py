@@ -63,7 +63,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-_live = "phase NOT IN ('COMPLETED', 'FAILED')"
+# Spelled out, not built from bound parameters: SQLite uses a partial index
+# only when the query contains its WHERE term as written (see the sweeper).
+LIVE_RUN = "phase NOT IN ('COMPLETED', 'FAILED')"
 
 runs = Table(
     "runs",
@@ -132,8 +134,8 @@ runs = Table(
     Index(
         "ix_runs_live_deadline",
         "finalize_deadline",
-        sqlite_where=text(_live + " AND finalize_deadline IS NOT NULL"),
-        postgresql_where=text(_live + " AND finalize_deadline IS NOT NULL"),
+        sqlite_where=text(LIVE_RUN + " AND finalize_deadline IS NOT NULL"),
+        postgresql_where=text(LIVE_RUN + " AND finalize_deadline IS NOT NULL"),
     ),
 )
 
