@@ -100,6 +100,31 @@ def test_serve_refuses_an_unmigrated_database_and_says_what_to_run(database_url:
     assert "Traceback" not in done.stderr
 
 
+def test_uvicorn_serving_the_factory_refuses_an_unmigrated_database(database_url: str) -> None:
+    # `uvicorn --factory service.api.app:create_app` bypasses `rok serve`; the
+    # app itself must refuse rather than answer every request with a 500
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "service.api.app:create_app",
+            "--port",
+            str(free_port()),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "ROK_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode != 0
+    assert "has no rok schema" in done.stderr
+    assert "rok db upgrade" in done.stderr
+    assert table_names(database_url) == set()
+
+
 def test_serve_refusing_a_missing_sqlite_file_does_not_create_it(tmp_path: Path) -> None:
     path = tmp_path / "typo.db"
 

@@ -17,6 +17,7 @@ from service.api.limits import BodySizeLimit
 from service.api.schemas import HealthOut
 from service.authority import Authority
 from service.config import Settings
+from service.store import migrations
 from service.store.listener import NotificationListener
 from service.sweeper import Sweeper
 
@@ -43,6 +44,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = authority is None
+        if owned:
+            # served straight by uvicorn (`--factory`) as well as by `rok serve`:
+            # a schema behind the code would answer 500s, so refuse to start
+            await asyncio.to_thread(migrations.check_schema, settings.database_url)
         current = authority or Authority(settings)
         app.state.authority = current
         listener = None
