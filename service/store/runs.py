@@ -19,8 +19,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import BindParameter
 
 from service.errors import (
     IdempotencyConflict,
@@ -66,6 +79,19 @@ class RunFilter:
     handler: str | None = None
 
 
+# Writes on one run, built once (see the note on the prebuilt reads below).
+# An UPDATE without .values() sets the columns named by the parameters; the
+# match_* parameters are the guard of the WHERE clause.
+_UPDATE_RUN = update(runs).where(runs.c.id == bindparam("match_id"))
+_MOVE_RUN = update(runs).where(
+    runs.c.id == bindparam("match_id"),
+    runs.c.phase == bindparam("match_phase"),
+    runs.c.history_length == bindparam("match_length"),
+)
+_INSERT_TRANSITION = insert(transitions)
+_INSERT_ACK = insert(acks)
+
+
 class RunTransaction:
     """One write transaction on one run, the row already locked and loaded."""
 
@@ -97,32 +123,8 @@ class RunTransaction:
             "updated_at": self.now,
             **fields,
         }
-        result = self.conn.execute(
-            update(runs)
-            .where(
-                runs.c.id == row.id,
-                runs.c.phase == row.phase.value,
-                runs.c.history_length == row.history_length,
-            )
-            .values(**values)
-        )
-        if result.rowcount != 1:
-            # Only reachable when another writer bypassed the row lock; refuse.
-            raise PhaseTransitionError(
-                row.id, row.phase, to_phase, "the run was moved concurrently"
-            )
-        self.conn.execute(
-            insert(transitions).values(
-                run_id=row.id,
-                seq=row.history_length + 1,
-                attempt=fields.get("attempt", row.attempt),
-                from_phase=row.phase.value,
-                to_phase=to_phase.value,
-                at=self.now,
-                reason=reason,
-                details=entry.details or None,
-            )
-        )
+        self._guarded_update(values, to_phase)
+        self._append_history(entry, fields.get("attempt", row.attempt))
         self._apply(values)
         return entry
 
@@ -142,30 +144,48 @@ class RunTransaction:
             "updated_at": self.now,
             **fields,
         }
-        self.conn.execute(
-            update(runs)
-            .where(runs.c.id == row.id, runs.c.history_length == row.history_length)
-            .values(**values)
-        )
-        self.conn.execute(
-            insert(transitions).values(
-                run_id=row.id,
-                seq=row.history_length + 1,
-                attempt=attempt,
-                from_phase=row.phase.value,
-                to_phase=row.phase.value,
-                at=self.now,
-                reason=reason,
-                details=entry.details,
-            )
-        )
+        self._guarded_update(values, row.phase)
+        self._append_history(entry, attempt)
         self._apply(values)
         return entry
+
+    def _guarded_update(self, values: dict[str, Any], to_phase: RunPhase) -> None:
+        """UPDATE the run only if it is still as loaded (phase and history length)."""
+        row = self.row
+        result = self.conn.execute(
+            _MOVE_RUN,
+            {
+                "match_id": row.id,
+                "match_phase": row.phase.value,
+                "match_length": row.history_length,
+                **values,
+            },
+        )
+        if result.rowcount != 1:
+            # Only reachable when another writer bypassed the row lock; refuse.
+            raise PhaseTransitionError(
+                row.id, row.phase, to_phase, "the run was moved concurrently"
+            )
+
+    def _append_history(self, entry: PhaseTransition, attempt: int) -> None:
+        self.conn.execute(
+            _INSERT_TRANSITION,
+            {
+                "run_id": self.row.id,
+                "seq": self.row.history_length + 1,
+                "attempt": attempt,
+                "from_phase": entry.from_phase.value,
+                "to_phase": entry.to_phase.value,
+                "at": entry.at,
+                "reason": entry.reason,
+                "details": entry.details or None,
+            },
+        )
 
     def update(self, **fields: Any) -> None:
         """Set columns of the run without a phase move (e.g. the recorded check)."""
         values = {"updated_at": self.now, **fields}
-        self.conn.execute(update(runs).where(runs.c.id == self.row.id).values(**values))
+        self.conn.execute(_UPDATE_RUN, {"match_id": self.row.id, **values})
         self._apply(values)
 
     def add_ack(
@@ -179,16 +199,17 @@ class RunTransaction:
     ) -> DomainAck:
         ack = DomainAck(self.row.id, domain, action, result_id, error, self.now, late, details)
         self.conn.execute(
-            insert(acks).values(
-                run_id=self.row.id,
-                domain=domain,
-                action=action,
-                result_id=result_id,
-                error=error,
-                at=self.now,
-                late=late,
-                details=details,
-            )
+            _INSERT_ACK,
+            {
+                "run_id": self.row.id,
+                "domain": domain,
+                "action": action,
+                "result_id": result_id,
+                "error": error,
+                "at": self.now,
+                "late": late,
+                "details": details,
+            },
         )
         self.notify(ack_key(self.row.id))
         if self._acks is not None:
@@ -285,10 +306,8 @@ class RunStore:
         the order in which writers commit.
         """
         with self.db.write() as conn:
-            query = select(runs).where(runs.c.id == run_id)
-            if self.db.is_postgres:
-                query = query.with_for_update()
-            found = conn.execute(query).first()
+            query = _SELECT_RUN_FOR_UPDATE if self.db.is_postgres else _SELECT_RUN
+            found = conn.execute(query, {"run_id": run_id}).first()
             if found is None:
                 raise RunNotFound(run_id)
             tx = RunTransaction(conn, _row_from_mapping(found._mapping), clock())
@@ -357,7 +376,7 @@ class RunStore:
 
 def load_record(conn: Connection, run_id: str) -> RunRecord:
     """One run with its children, read on `conn` (inside the caller's transaction)."""
-    found = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+    found = conn.execute(_SELECT_RUN, {"run_id": run_id}).first()
     if found is None:
         raise RunNotFound(run_id)
     return _load_records(conn, [_row_from_mapping(found._mapping)])[0]
@@ -471,14 +490,34 @@ def _load_records(conn: Connection, rows: Sequence[RunRow]) -> list[RunRecord]:
     return [RunRecord(r, history[r.id], contract[r.id], recorded[r.id]) for r in rows]
 
 
+# The statements for one run, built once. Building a select and computing its
+# cache key cost more CPU than SQLite takes to run it, on every request
+# (profiled under `rok bench`); a page of runs uses the IN forms below.
+_RUN_ID: BindParameter[str] = bindparam("run_id")
+_SELECT_RUN = select(runs).where(runs.c.id == _RUN_ID)
+_SELECT_RUN_FOR_UPDATE = _SELECT_RUN.with_for_update()
+_SELECT_HISTORY = (
+    select(transitions).where(transitions.c.run_id == _RUN_ID).order_by(transitions.c.seq)
+)
+_SELECT_EXPECTATIONS = (
+    select(expectations).where(expectations.c.run_id == _RUN_ID).order_by(expectations.c.position)
+)
+_SELECT_ACKS = select(acks).where(acks.c.run_id == _RUN_ID).order_by(acks.c.id)
+
+
+def _children(
+    conn: Connection, one_run: Select[Any], table: Table, order: str, ids: list[str]
+) -> CursorResult[Any]:
+    """Rows of a child table for `ids`: the prebuilt statement for one run, else IN."""
+    if len(ids) == 1:
+        return conn.execute(one_run, {"run_id": ids[0]})
+    query = select(table).where(table.c.run_id.in_(ids)).order_by(table.c.run_id, table.c[order])
+    return conn.execute(query)
+
+
 def _load_history(conn: Connection, ids: list[str]) -> dict[str, list[HistoryEntry]]:
     out: dict[str, list[HistoryEntry]] = {i: [] for i in ids}
-    query = (
-        select(transitions)
-        .where(transitions.c.run_id.in_(ids))
-        .order_by(transitions.c.run_id, transitions.c.seq)
-    )
-    for t in conn.execute(query):
+    for t in _children(conn, _SELECT_HISTORY, transitions, "seq", ids):
         entry = PhaseTransition(
             RunPhase(t.from_phase), RunPhase(t.to_phase), t.at, t.reason, t.details or {}
         )
@@ -491,12 +530,7 @@ def _load_expectations(
 ) -> dict[str, list[AuditExpectation]]:
     started = {r.id: r.clock_started_at for r in rows}
     out: dict[str, list[AuditExpectation]] = {r.id: [] for r in rows}
-    query = (
-        select(expectations)
-        .where(expectations.c.run_id.in_(list(started)))
-        .order_by(expectations.c.run_id, expectations.c.position)
-    )
-    for e in conn.execute(query):
+    for e in _children(conn, _SELECT_EXPECTATIONS, expectations, "position", list(started)):
         deadline = expectation_deadline(started[e.run_id], e.deadline_ms)
         out[e.run_id].append(
             AuditExpectation(e.run_id, e.domain, e.action, e.deadline_ms, deadline)
@@ -506,8 +540,7 @@ def _load_expectations(
 
 def _load_acks(conn: Connection, ids: list[str]) -> dict[str, list[DomainAck]]:
     out: dict[str, list[DomainAck]] = {i: [] for i in ids}
-    query = select(acks).where(acks.c.run_id.in_(ids)).order_by(acks.c.run_id, acks.c.id)
-    for a in conn.execute(query):
+    for a in _children(conn, _SELECT_ACKS, acks, "id", ids):
         out[a.run_id].append(
             DomainAck(a.run_id, a.domain, a.action, a.result_id, a.error, a.at, a.late, a.details)
         )
