@@ -205,12 +205,13 @@ class RunOrchestrationKernel:
         self, timeout_ms: int | None = None, require_all_acks: bool = False
     ) -> GovernanceOutcome:
         """Wait (blocking this thread) for the domain acks, then record the check."""
-        self._ensure_checkable()
         deadline = time.monotonic() + self._wait_seconds(timeout_ms)
+        first = True
         while True:
             with self._store.signals.subscribe(ack_key(self.run_id)) as sub:
-                if self._wait_is_over(deadline):
+                if self._wait_is_over(deadline, first):
                     break
+                first = False
                 sub.wait_blocking(min(deadline - time.monotonic(), RECHECK_INTERVAL_S))
         return self.record_governance_check(require_all_acks)
 
@@ -218,15 +219,20 @@ class RunOrchestrationKernel:
         self, timeout_ms: int | None = None, require_all_acks: bool = False
     ) -> GovernanceOutcome:
         """The same check for an event loop: waiting costs a future, not a thread."""
-        await asyncio.to_thread(self._ensure_checkable)
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + self._wait_seconds(timeout_ms)
+        first = True
         while True:
             with self._store.signals.subscribe(ack_key(self.run_id), loop) as sub:
-                if await asyncio.to_thread(self._wait_is_over, deadline):
-                    break
+                # one hop to a thread for the read and, when the wait is over,
+                # the recording: the common case (acks all in) costs one hop
+                outcome = await asyncio.to_thread(
+                    self._record_if_over, deadline, first, require_all_acks
+                )
+                if outcome is not None:
+                    return outcome
+                first = False
                 await sub.wait(min(deadline - time.monotonic(), RECHECK_INTERVAL_S))
-        return await asyncio.to_thread(self.record_governance_check, require_all_acks)
 
     def record_governance_check(self, require_all_acks: bool = False) -> GovernanceOutcome:
         """Reconcile now and record it.
@@ -502,18 +508,28 @@ class RunOrchestrationKernel:
         if any(e.pair == FINALIZE_RUN for e in tx.expectations()):
             tx.add_ack(*FINALIZE_RUN, result_id=phase.value, error=None)
 
-    def _ensure_checkable(self) -> None:
-        phase, _ = self._store.governance_wait_state(self.run_id)
-        if phase is not RunPhase.GOVERNANCE_CHECK:
+    def _record_if_over(
+        self, deadline: float, first: bool, require_all_acks: bool
+    ) -> GovernanceOutcome | None:
+        if not self._wait_is_over(deadline, first):
+            return None
+        return self.record_governance_check(require_all_acks)
+
+    def _wait_is_over(self, deadline: float, first: bool) -> bool:
+        """Read the run once (subscribed already, so no ack slips between).
+
+        The first read also refuses a run that is not in GOVERNANCE_CHECK; a
+        later one ends the wait when the run left it (failed from outside),
+        and the recording then reports the phase it is in.
+        """
+        phase, outstanding = self._store.governance_wait_state(self.run_id)
+        if first and phase is not RunPhase.GOVERNANCE_CHECK:
             raise PhaseTransitionError(
                 self.run_id,
                 phase,
                 RunPhase.GOVERNANCE_CHECK,
                 "a governance check needs the run in GOVERNANCE_CHECK",
             )
-
-    def _wait_is_over(self, deadline: float) -> bool:
-        phase, outstanding = self._store.governance_wait_state(self.run_id)
         return (
             phase is not RunPhase.GOVERNANCE_CHECK
             or not outstanding

@@ -324,20 +324,12 @@ class RunStore:
     def governance_wait_state(self, run_id: str) -> tuple[RunPhase, list[tuple[str, str]]]:
         """The run's phase and the domain expectations still waiting for an ack."""
         with self.db.read() as conn:
-            phase = conn.execute(select(runs.c.phase).where(runs.c.id == run_id)).scalar()
+            params = {"run_id": run_id}
+            phase = conn.execute(_SELECT_PHASE, params).scalar()
             if phase is None:
                 raise RunNotFound(run_id)
-            expected = conn.execute(
-                select(expectations.c.domain, expectations.c.action).where(
-                    expectations.c.run_id == run_id,
-                    expectations.c.domain != ORCHESTRATOR_DOMAIN,
-                )
-            ).all()
-            acked = conn.execute(
-                select(acks.c.domain, acks.c.action).where(
-                    acks.c.run_id == run_id, acks.c.late.is_(False)
-                )
-            ).all()
+            expected = conn.execute(_SELECT_DOMAIN_EXPECTATIONS, params).all()
+            acked = conn.execute(_SELECT_TIMELY_ACKS, params).all()
         done = {(a.domain, a.action) for a in acked}
         outstanding = sorted((e.domain, e.action) for e in expected)
         return RunPhase(phase), [p for p in outstanding if p not in done]
@@ -503,6 +495,14 @@ _SELECT_EXPECTATIONS = (
     select(expectations).where(expectations.c.run_id == _RUN_ID).order_by(expectations.c.position)
 )
 _SELECT_ACKS = select(acks).where(acks.c.run_id == _RUN_ID).order_by(acks.c.id)
+# what a waiting governance check reads, each time it is woken
+_SELECT_PHASE = select(runs.c.phase).where(runs.c.id == _RUN_ID)
+_SELECT_DOMAIN_EXPECTATIONS = select(expectations.c.domain, expectations.c.action).where(
+    expectations.c.run_id == _RUN_ID, expectations.c.domain != ORCHESTRATOR_DOMAIN
+)
+_SELECT_TIMELY_ACKS = select(acks.c.domain, acks.c.action).where(
+    acks.c.run_id == _RUN_ID, acks.c.late.is_(False)
+)
 
 
 def _children(
