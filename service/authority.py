@@ -33,7 +33,11 @@ class Authority:
         self.clock = clock
 
     def kernel(
-        self, run_id: str, lease_token: str | None = None, now: datetime | None = None
+        self,
+        run_id: str,
+        lease_token: str | None = None,
+        now: datetime | None = None,
+        keep_records: bool = False,
     ) -> RunOrchestrationKernel:
         """A kernel for an existing run (the lease token fences lifecycle moves).
 
@@ -46,6 +50,7 @@ class Authority:
             self.settings,
             lease_token=lease_token,
             clock=self.clock if now is None else (lambda: now),
+            keep_records=keep_records,
         )
 
     def close(self) -> None:

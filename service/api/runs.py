@@ -34,7 +34,7 @@ from service.api.schemas import (
 )
 from service.authority import Authority
 from service.errors import GovernanceCheckError, InvalidRequest
-from service.kernel.kernel import create_rok
+from service.kernel.kernel import RunOrchestrationKernel, create_rok
 from service.kernel.phases import RunPhase
 from service.kernel.signals import CLAIMABLE
 from service.store.runs import RunFilter
@@ -65,6 +65,21 @@ def _authority(request: Request) -> Authority:
 
 def _run(authority: Authority, run_id: str) -> RokJSONResponse:
     return RokJSONResponse(run_json(authority.store.get(run_id), authority.clock()))
+
+
+def _mover(authority: Authority, run_id: UUID, lease_token: str | None) -> RunOrchestrationKernel:
+    """A kernel that keeps the run as each move committed it, for the answer."""
+    return authority.kernel(str(run_id), lease_token, keep_records=True)
+
+
+def _moved_json(authority: Authority, kernel: RunOrchestrationKernel) -> dict[str, Any]:
+    record = kernel.last_record
+    assert record is not None, "a kernel from _mover() answers after a committed move"
+    return run_json(record, authority.clock())
+
+
+def _moved(authority: Authority, kernel: RunOrchestrationKernel) -> RokJSONResponse:
+    return RokJSONResponse(_moved_json(authority, kernel))
 
 
 @router.post(
@@ -201,8 +216,9 @@ def authorize(
     run_id: UUID, body: AuthorizeIn, request: Request, lease_token: LeaseToken = None
 ) -> Response:
     authority = _authority(request)
-    authority.kernel(str(run_id), lease_token).authorize(body.decision, body.reason)
-    return _run(authority, str(run_id))
+    kernel = _mover(authority, run_id, lease_token)
+    kernel.authorize(body.decision, body.reason)
+    return _moved(authority, kernel)
 
 
 @router.post(
@@ -218,8 +234,9 @@ def begin_execution(
     lease_token: LeaseToken = None,
 ) -> Response:
     authority = _authority(request)
-    authority.kernel(str(run_id), lease_token).begin_execution()
-    return _run(authority, str(run_id))
+    kernel = _mover(authority, run_id, lease_token)
+    kernel.begin_execution()
+    return _moved(authority, kernel)
 
 
 @router.post(
@@ -232,8 +249,9 @@ def execution_complete(
     run_id: UUID, body: ExecutionCompleteIn, request: Request, lease_token: LeaseToken = None
 ) -> Response:
     authority = _authority(request)
-    authority.kernel(str(run_id), lease_token).execution_complete(body.success, body.error)
-    return _run(authority, str(run_id))
+    kernel = _mover(authority, run_id, lease_token)
+    kernel.execution_complete(body.success, body.error)
+    return _moved(authority, kernel)
 
 
 @router.post(
@@ -273,18 +291,18 @@ async def governance_check(
 ) -> Response:
     authority = _authority(request)
     body = body or GovernanceCheckIn()
-    kernel = authority.kernel(str(run_id), lease_token)
+    kernel = _mover(authority, run_id, lease_token)
     try:
         outcome = await kernel.governance_check_async(body.timeout_ms, body.require_all_acks)
     except GovernanceCheckError as failed:
         # strict mode: the run is already FAILED; the answer is still the check (200)
         outcome = failed.outcome
-    record = await run_in_threadpool(authority.store.get, str(run_id))
+    run = _moved_json(authority, kernel)
     return RokJSONResponse(
         {
             "passed": outcome.passed,
             "reconciliation": reconciliation_json(outcome.reconciliation),
-            "run": run_json(record, authority.clock()),
+            "run": run,
         }
     )
 
@@ -302,8 +320,9 @@ def begin_finalization(
     lease_token: LeaseToken = None,
 ) -> Response:
     authority = _authority(request)
-    authority.kernel(str(run_id), lease_token).begin_finalization()
-    return _run(authority, str(run_id))
+    kernel = _mover(authority, run_id, lease_token)
+    kernel.begin_finalization()
+    return _moved(authority, kernel)
 
 
 @router.post(
@@ -320,8 +339,9 @@ def finalize(
 ) -> Response:
     authority = _authority(request)
     body = body or FinalizeIn()
-    authority.kernel(str(run_id), lease_token).finalize(body.success, body.error)
-    return _run(authority, str(run_id))
+    kernel = _mover(authority, run_id, lease_token)
+    kernel.finalize(body.success, body.error)
+    return _moved(authority, kernel)
 
 
 @router.post(
@@ -332,8 +352,9 @@ def finalize(
 )
 def fail(run_id: UUID, body: FailIn, request: Request, lease_token: LeaseToken = None) -> Response:
     authority = _authority(request)
-    authority.kernel(str(run_id), lease_token).fail(body.error)
-    return _run(authority, str(run_id))
+    kernel = _mover(authority, run_id, lease_token)
+    kernel.fail(body.error)
+    return _moved(authority, kernel)
 
 
 @router.get(
@@ -357,5 +378,6 @@ def ungoverned_outcome(
     run_id: UUID, body: UngovernedOutcomeIn, request: Request, lease_token: LeaseToken = None
 ) -> Response:
     authority = _authority(request)
-    authority.kernel(str(run_id), lease_token).record_ungoverned_outcome(body.success, body.error)
-    return _run(authority, str(run_id))
+    kernel = _mover(authority, run_id, lease_token)
+    kernel.record_ungoverned_outcome(body.success, body.error)
+    return _moved(authority, kernel)

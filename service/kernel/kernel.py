@@ -95,8 +95,14 @@ class RunOrchestrationKernel:
         lease_token: str | None = None,
         clock: Callable[[], datetime] = utc_now,
         caller_run_id: str | None = None,
+        keep_records: bool = False,
     ) -> None:
         self.run_id = run_id
+        # keep_records: read the run back inside each move's transaction, so
+        # a caller answering with the run (the API) needs no second read, and
+        # shows the run exactly as its move committed it
+        self._keep_records = keep_records
+        self.last_record: RunRecord | None = None
         self._store = store
         self._settings = settings
         self._spec = spec or RunSpec()
@@ -442,6 +448,8 @@ class RunOrchestrationKernel:
             if lease_required or self._lease_token is not None:
                 self._check_lease(tx)
             yield tx
+            if self._keep_records:
+                self.last_record = tx.record()
 
     def _check_lease(self, tx: RunTransaction) -> None:
         lease = tx.row.lease

@@ -216,6 +216,10 @@ class RunTransaction:
             self._acks.append(ack)
         return ack
 
+    def record(self) -> RunRecord:
+        """The run as this transaction leaves it, read on its own connection."""
+        return _load_records(self.conn, [self.row])[0]
+
     def expectations(self) -> list[AuditExpectation]:
         if self._expectations is None:
             self._expectations = _load_expectations(self.conn, [self.row])[self.row.id]

@@ -865,3 +865,57 @@ def test_a_run_declared_with_rac_on_gets_its_finalize_run_ack_after_rac_is_turne
     assert FINALIZE_RUN in [e.pair for e in record.expectations]
     # invariant 2: the declared contract is what the run owes, whatever the setting now
     assert finalize_run_acks(record) == 1
+
+
+# -- keep_records: the run as each move committed it --------------------------------
+
+
+def test_a_kernel_keeping_records_holds_the_run_as_each_move_committed_it(
+    authority: Authority, runs: RunFactory
+) -> None:
+    run_id = runs.create()
+    kernel = authority.kernel(run_id, keep_records=True)
+    assert kernel.last_record is None
+
+    steps: list[Callable[[], object]] = [
+        lambda: kernel.authorize("GRANTED"),
+        kernel.begin_execution,
+        lambda: kernel.execution_complete(success=True),
+        lambda: runs.ack_all(run_id),
+        kernel.governance_check,
+        kernel.finalize,
+    ]
+    for step in steps:
+        before = kernel.last_record
+        step()
+        if step is steps[3]:  # acks go through another kernel: nothing kept here
+            assert kernel.last_record is before
+            continue
+        assert kernel.last_record == authority.store.get(run_id)
+
+
+def test_a_refused_move_keeps_the_previous_record(authority: Authority, runs: RunFactory) -> None:
+    run_id = runs.create()
+    kernel = authority.kernel(run_id, keep_records=True)
+    kernel.authorize("GRANTED")
+    kept = kernel.last_record
+
+    with pytest.raises(PhaseTransitionError):
+        kernel.finalize()
+
+    assert kernel.last_record is kept
+    assert authority.store.get(run_id) == kept
+
+
+def test_a_strict_check_that_fails_keeps_the_failed_run(
+    authority: Authority, runs: RunFactory
+) -> None:
+    run_id = runs.at(G)
+    kernel = authority.kernel(run_id, keep_records=True)
+
+    with pytest.raises(GovernanceCheckError):
+        kernel.governance_check(timeout_ms=1, require_all_acks=True)
+
+    assert kernel.last_record is not None
+    assert kernel.last_record.phase is X
+    assert kernel.last_record == authority.store.get(run_id)
