@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi.responses import JSONResponse
 
-from service.kernel.audit import ReconciliationResult, expectation_status
+from service.kernel.audit import DomainAck, ReconciliationResult, expectation_status
 from service.kernel.records import RunRecord
 
 INCIDENTS_DOMAIN = "incidents"
@@ -40,6 +40,18 @@ def _encode(value: Any) -> Any:
 
 def reconciliation_json(result: ReconciliationResult) -> dict[str, Any]:
     return result.to_dict()
+
+
+def ack_json(ack: DomainAck) -> dict[str, Any]:
+    return {
+        "domain": ack.domain,
+        "action": ack.action,
+        "result_id": ack.result_id,
+        "error": ack.error,
+        "at": ack.at,
+        "late": ack.late,
+        "details": ack.details,
+    }
 
 
 def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
@@ -98,18 +110,7 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
             }
             for e in record.expectations
         ],
-        "acks": [
-            {
-                "domain": a.domain,
-                "action": a.action,
-                "result_id": a.result_id,
-                "error": a.error,
-                "at": a.at,
-                "late": a.late,
-                "details": a.details,
-            }
-            for a in record.acks
-        ],
+        "acks": [ack_json(a) for a in record.acks],
         "incidents": [
             {"incident_id": a.result_id, **(a.details or {})}
             for a in record.acks

@@ -9,8 +9,10 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from service.api.presenters import RokJSONResponse, reconciliation_json, run_json
+from service.api.presenters import RokJSONResponse, ack_json, reconciliation_json, run_json
 from service.api.schemas import (
+    AckBatchIn,
+    AckBatchOut,
     AckIn,
     AckOut,
     AuthorizeIn,
@@ -34,7 +36,7 @@ from service.api.schemas import (
 )
 from service.authority import Authority
 from service.errors import GovernanceCheckError, InvalidRequest
-from service.kernel.kernel import RunOrchestrationKernel, create_rok
+from service.kernel.kernel import AckSpec, RunOrchestrationKernel, create_rok
 from service.kernel.phases import RunPhase
 from service.kernel.signals import CLAIMABLE
 from service.store.runs import RunFilter
@@ -266,15 +268,22 @@ def ack(run_id: UUID, body: AckIn, request: Request) -> dict[str, Any]:
     recorded = authority.kernel(str(run_id)).ack(
         body.domain, body.action, body.result_id, body.error, body.details
     )
-    return {
-        "domain": recorded.domain,
-        "action": recorded.action,
-        "result_id": recorded.result_id,
-        "error": recorded.error,
-        "at": recorded.at,
-        "late": recorded.late,
-        "details": recorded.details,
-    }
+    return ack_json(recorded)
+
+
+@router.post(
+    "/{run_id}/acks/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AckBatchOut,
+    responses={404: ERRORS[404]},
+    summary="Several acks for the run in one transaction: all recorded, in order, or none",
+)
+def ack_batch(run_id: UUID, body: AckBatchIn, request: Request) -> dict[str, Any]:
+    authority = _authority(request)
+    recorded = authority.kernel(str(run_id)).ack_many(
+        [AckSpec(a.domain, a.action, a.result_id, a.error, a.details) for a in body.acks]
+    )
+    return {"acks": [ack_json(a) for a in recorded]}
 
 
 @router.post(

@@ -23,6 +23,7 @@ from pydantic import (
 
 from service.config import MAX_TIMEOUT_MS
 from service.kernel.audit import ExpectationStatus, ReconciliationStatus
+from service.kernel.kernel import MAX_ACK_BATCH
 from service.kernel.phases import RunPhase
 
 Name = Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")
@@ -195,6 +196,24 @@ class AckIn(StrictModel):
     )
 
 
+class AckBatchIn(StrictModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "acks": [
+                        {"domain": "policies", "action": "evaluate_policy", "result_id": "ev-7"},
+                        {"domain": "traces", "action": "complete_trace", "result_id": "tr-7"},
+                    ]
+                }
+            ]
+        },
+    )
+
+    acks: list[AckIn] = Field(min_length=1, max_length=MAX_ACK_BATCH)
+
+
 class ClaimIn(StrictModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -293,6 +312,10 @@ class AckOut(BaseModel):
     at: datetime
     late: bool = Field(description="Arrived after the run was terminal: kept as drift.")
     details: dict[str, Any] | None = None
+
+
+class AckBatchOut(BaseModel):
+    acks: list[AckOut] = Field(description="As recorded, in the order sent.")
 
 
 class ReconciliationOut(BaseModel):

@@ -10,6 +10,7 @@ from service.kernel.audit import (
     reconcile,
 )
 from service.kernel.kernel import (
+    AckSpec,
     GovernanceOutcome,
     RunOrchestrationKernel,
     RunSpec,
@@ -27,6 +28,7 @@ from service.kernel.phases import (
 __all__ = [
     "TERMINAL_PHASES",
     "VALID_TRANSITIONS",
+    "AckSpec",
     "AuditExpectation",
     "DomainAck",
     "ExpectationStatus",

@@ -53,6 +53,20 @@ class GovernanceOutcome:
 
 
 @dataclass(frozen=True)
+class AckSpec:
+    """One ack as a domain sends it (the kernel adds the time and whether it is late)."""
+
+    domain: str
+    action: str
+    result_id: str | None = None
+    error: str | None = None
+    details: dict[str, Any] | None = None
+
+
+MAX_ACK_BATCH = 100
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """What a run is created with; everything optional has a default from Settings."""
 
@@ -432,12 +446,31 @@ class RunOrchestrationKernel:
         details: dict[str, Any] | None = None,
     ) -> DomainAck:
         """Record a domain's ack; on a terminal run it is kept as drift, nothing else changes."""
-        if domain == ORCHESTRATOR_DOMAIN:
-            raise InvalidRequest("domain 'orchestrator' is the kernel's own; clients cannot ack it")
+        return self.ack_many([AckSpec(domain, action, result_id, error, details)])[0]
+
+    def ack_many(self, batch: Sequence[AckSpec]) -> list[DomainAck]:
+        """Record several acks in one transaction: all of them, in order, or none.
+
+        Each is judged as `ack` judges it (a duplicate is drift, on a terminal
+        run each is late); one commit instead of one per ack is what a domain
+        reporting several actions at once saves.
+        """
+        if not batch:
+            raise InvalidRequest("a batch of acks needs at least one ack")
+        if len(batch) > MAX_ACK_BATCH:
+            raise InvalidRequest(f"a batch holds at most {MAX_ACK_BATCH} acks, not {len(batch)}")
+        for index, spec in enumerate(batch):
+            if spec.domain == ORCHESTRATOR_DOMAIN:
+                where = "" if len(batch) == 1 else f"ack {index}: "
+                raise InvalidRequest(
+                    f"{where}domain 'orchestrator' is the kernel's own; clients cannot ack it"
+                )
         with self._store.transaction(self.run_id, self._clock) as tx:
-            return tx.add_ack(
-                domain, action, result_id, error, late=tx.row.is_terminal, details=details
-            )
+            late = tx.row.is_terminal
+            return [
+                tx.add_ack(s.domain, s.action, s.result_id, s.error, late=late, details=s.details)
+                for s in batch
+            ]
 
     # -- rules --------------------------------------------------------------
 

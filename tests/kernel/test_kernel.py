@@ -27,7 +27,7 @@ from service.kernel.audit import (
     FINALIZE_RUN,
     ReconciliationStatus,
 )
-from service.kernel.kernel import RunOrchestrationKernel, create_rok
+from service.kernel.kernel import MAX_ACK_BATCH, AckSpec, RunOrchestrationKernel, create_rok
 from service.kernel.phases import TERMINAL_PHASES, RunPhase
 from service.kernel.records import RunRecord
 from service.store.tables import runs as runs_table
@@ -919,3 +919,37 @@ def test_a_strict_check_that_fails_keeps_the_failed_run(
     assert kernel.last_record is not None
     assert kernel.last_record.phase is X
     assert kernel.last_record == authority.store.get(run_id)
+
+
+# -- ack_many --------------------------------------------------------------------
+
+
+def test_ack_many_records_all_in_one_transaction(authority: Authority, runs: RunFactory) -> None:
+    run_id = runs.at(G)
+    recorded = authority.kernel(run_id).ack_many(
+        [AckSpec(d, a, result_id=f"{a}-1") for d, a in DOMAIN_PAIRS]
+    )
+    assert [a.pair for a in recorded] == DOMAIN_PAIRS
+    assert len({a.at for a in recorded}) == 1
+    assert authority.store.get(run_id).acks == recorded
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        ([], "at least one"),
+        ([AckSpec("incidents", "create_incident")] * (MAX_ACK_BATCH + 1), "at most"),
+        (
+            [AckSpec("incidents", "create_incident"), AckSpec("orchestrator", "finalize_run")],
+            "ack 1: domain 'orchestrator'",
+        ),
+    ],
+)
+def test_ack_many_refuses_a_bad_batch_whole(
+    authority: Authority, runs: RunFactory, batch: list[AckSpec], message: str
+) -> None:
+    run_id = runs.at(G)
+    before = authority.store.get(run_id)
+    with pytest.raises(InvalidRequest, match=message):
+        authority.kernel(run_id).ack_many(batch)
+    assert authority.store.get(run_id) == before
