@@ -19,7 +19,7 @@ import contextlib
 import logging
 from typing import Any
 
-from service.worker.client import RokClient, Run
+from service.worker.client import AckBody, ApiError, RokClient, Run
 
 log = logging.getLogger("rok.worker.acks")
 
@@ -34,8 +34,10 @@ class AckChannel:
         timely = [a for a in run["acks"] if not a.get("late")]
         self._previous: dict[Pair, dict[str, Any]] = {(a["domain"], a["action"]): a for a in timely}
         self._queued: set[Pair] = set(self._previous)
-        self._deliveries: set[asyncio.Task[None]] = set()
+        self._pending: list[AckBody] = []
+        self._sender: asyncio.Task[None] | None = None
         self.delivered: list[Pair] = []
+        self.requests = 0
 
     def owes(self, domain: str, action: str) -> bool:
         return (domain, action) in self._expected and (domain, action) not in self._queued
@@ -58,39 +60,79 @@ class AckChannel:
             log.debug("run %s does not owe %s/%s; not acked", self.run_id, domain, action)
             return False
         self._queued.add(pair)
-        task = asyncio.create_task(
-            self._deliver(pair, result_id, error, details),
-            name=f"rok-ack-{domain}-{action}-{self.run_id[:8]}",
+        self._pending.append(
+            {
+                "domain": domain,
+                "action": action,
+                "result_id": result_id,
+                "error": error,
+                "details": details,
+            }
         )
-        self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(
+                self._send_pending(), name=f"rok-acks-{self.run_id[:8]}"
+            )
         return True
 
     async def flush(self) -> None:
         """Wait until every queued ack was delivered (or refused)."""
-        while self._deliveries:
-            await asyncio.wait(set(self._deliveries))
+        while self._sender is not None and not self._sender.done():
+            await asyncio.wait({self._sender})
 
     async def close(self) -> None:
         """Drop what was not delivered: the run is over, an ack now would be drift."""
-        tasks = list(self._deliveries)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        self._pending.clear()
+        if self._sender is not None:
+            self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._sender
 
-    async def _deliver(
-        self,
-        pair: Pair,
-        result_id: str | None,
-        error: str | None,
-        details: dict[str, Any] | None,
-    ) -> None:
-        domain, action = pair
+    async def _send_pending(self) -> None:
+        # Nagle-like: the first ack leaves at once; those queued while it is
+        # in flight leave together in the next request (one transaction). No
+        # ack waits for a timer, and a run's end-of-execution acks (policy,
+        # trace, incident) cost two requests instead of three.
+        while self._pending:
+            batch, self._pending = self._pending, []
+            await self._deliver(batch)
+
+    async def _deliver(self, batch: list[AckBody]) -> None:
+        self.requests += 1
         try:
-            await self._client.ack(self.run_id, domain, action, result_id, error, details)
-        except Exception as exc:  # refused (a bug, an unknown run): retrying would not help
-            log.error("ack %s/%s for run %s refused: %s", domain, action, self.run_id, exc)
+            if len(batch) == 1:
+                one = batch[0]
+                await self._client.ack(
+                    self.run_id,
+                    one["domain"],
+                    one["action"],
+                    one["result_id"],
+                    one["error"],
+                    one["details"],
+                )
+            else:
+                await self._client.ack_batch(self.run_id, batch)
+        except ApiError as exc:
+            if len(batch) > 1:
+                # A batch is refused whole; one bad ack must not take the rest down.
+                log.warning(
+                    "batch of %d acks for run %s refused (%s); one by one",
+                    len(batch),
+                    self.run_id,
+                    exc,
+                )
+                for one in batch:
+                    await self._deliver([one])
+                return
+            log.error(
+                "ack %s/%s for run %s refused: %s",
+                batch[0]["domain"],
+                batch[0]["action"],
+                self.run_id,
+                exc,
+            )
             return
-        self.delivered.append(pair)
+        except Exception as exc:  # the service stayed unreachable past the retry timeout
+            log.error("%d ack(s) for run %s not delivered: %s", len(batch), self.run_id, exc)
+            return
+        self.delivered.extend((a["domain"], a["action"]) for a in batch)

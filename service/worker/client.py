@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -33,6 +33,8 @@ import httpx
 log = logging.getLogger("rok.worker.client")
 
 Run = dict[str, Any]
+# one ack as POST /runs/{id}/acks takes it: domain, action, result_id, error, details
+AckBody = dict[str, Any]
 """A run as the API returns it (RunOut in service/api/schemas.py)."""
 
 TERMINAL = frozenset({"COMPLETED", "FAILED"})
@@ -279,6 +281,28 @@ class RokClient:
         if isinstance(response, dict):
             return response
         return _json(response)
+
+    async def ack_batch(self, run_id: str, acks: Sequence[AckBody]) -> list[dict[str, Any]]:
+        """Several acks in one transaction (all recorded, in order, or none)."""
+        wanted = [(a["domain"], a["action"], a.get("result_id")) for a in acks]
+
+        async def already_recorded() -> list[dict[str, Any]] | None:
+            run = await self.get_run(run_id)
+            recorded = [dict(a) for a in run["acks"]]
+            keys = [(a["domain"], a["action"], a["result_id"]) for a in recorded]
+            if not all(key in keys for key in wanted):
+                return None
+            return [recorded[keys.index(key)] for key in wanted]
+
+        response = await self._send(
+            "POST",
+            f"/runs/{run_id}/acks/batch",
+            json={"acks": list(acks)},
+            confirm=already_recorded,
+        )
+        if isinstance(response, list):
+            return response
+        return list(_json(response)["acks"])
 
     # -- plumbing ---------------------------------------------------------------------
 

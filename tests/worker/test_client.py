@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.worker.acks import AckChannel
 from service.worker.client import (
     Backoff,
     Conflict,
@@ -229,3 +230,112 @@ def test_every_lifecycle_move_carries_the_lease_token() -> None:
 
     run(lifecycle, FakeService(script))
     assert seen == ["tok"] * 8
+
+
+def test_an_ack_batch_whose_response_was_lost_is_not_recorded_twice() -> None:
+    recorded: list[dict[str, Any]] = []
+
+    def script(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json=run_json("EXECUTING", recorded))
+        recorded.extend({**a, "late": False} for a in json.loads(request.content)["acks"])
+        raise httpx.RemoteProtocolError("server disconnected", request=request)
+
+    service = FakeService(script)
+    batch = [
+        {"domain": "policies", "action": "evaluate_policy", "result_id": "p-1"},
+        {"domain": "traces", "action": "complete_trace", "result_id": "t-1"},
+    ]
+    acks = run(lambda c: c.ack_batch(RUN_ID, batch), service)
+
+    assert [a["result_id"] for a in acks] == ["p-1", "t-1"]
+    assert len(recorded) == 2
+    assert service.calls[("POST", f"/runs/{RUN_ID}/acks/batch")] == 1
+
+
+# -- the outbox: AckChannel ---------------------------------------------------------
+
+OWED = [
+    ("policies", "evaluate_policy"),
+    ("traces", "complete_trace"),
+    ("incidents", "create_incident"),
+]
+
+
+def outbox_run() -> dict[str, Any]:
+    return {
+        "id": RUN_ID,
+        "acks": [],
+        "expectations": [{"domain": d, "action": a} for d, a in OWED],
+    }
+
+
+def acking_service(refuse: Callable[[dict[str, Any]], bool] = lambda _: False) -> FakeService:
+    """Answers single and batched acks; refuses (422) a request holding an ack `refuse` picks."""
+
+    def script(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        acks = body["acks"] if request.url.path.endswith("/batch") else [body]
+        if any(refuse(a) for a in acks):
+            return httpx.Response(422, json={"detail": "refused"})
+        out = [{**a, "at": "2026-01-01T00:00:00Z", "late": False} for a in acks]
+        return httpx.Response(201, json={"acks": out} if len(acks) > 1 else out[0])
+
+    return FakeService(script)
+
+
+def send_all(client: RokClient, pairs: list[tuple[str, str]]) -> Any:
+    async def go() -> AckChannel:
+        channel = AckChannel(client, outbox_run())
+        for domain, action in pairs:
+            assert await channel.send(domain, action)
+        await channel.flush()
+        return channel
+
+    return go()
+
+
+def test_acks_queued_together_leave_in_one_request() -> None:
+    service = acking_service()
+    channel = run(lambda c: send_all(c, OWED), service)
+
+    assert channel.delivered == OWED
+    assert channel.requests == 1
+    assert service.calls == Counter({("POST", f"/runs/{RUN_ID}/acks/batch"): 1})
+
+
+def test_an_ack_queued_alone_leaves_alone_at_once() -> None:
+    service = acking_service()
+
+    async def go(client: RokClient) -> AckChannel:
+        channel = AckChannel(client, outbox_run())
+        for domain, action in OWED:
+            await channel.send(domain, action)
+            await channel.flush()
+        return channel
+
+    channel = run(go, service)
+    assert channel.delivered == OWED
+    assert service.calls == Counter({("POST", f"/runs/{RUN_ID}/acks"): 3})
+
+
+def test_a_refused_batch_is_resent_one_by_one_so_good_acks_still_land() -> None:
+    service = acking_service(refuse=lambda a: a["domain"] == "incidents")
+    channel = run(lambda c: send_all(c, OWED), service)
+
+    assert channel.delivered == OWED[:2]
+    assert service.calls[("POST", f"/runs/{RUN_ID}/acks/batch")] == 1
+    assert service.calls[("POST", f"/runs/{RUN_ID}/acks")] == 3
+
+
+def test_an_ack_not_owed_is_not_sent() -> None:
+    service = acking_service()
+
+    async def go(client: RokClient) -> bool:
+        channel = AckChannel(client, outbox_run())
+        sent = await channel.send("search", "index")
+        await channel.flush()
+        return sent
+
+    assert run(go, service) is False
+    assert service.calls == Counter()
