@@ -141,6 +141,7 @@ async def claim(body: ClaimIn, request: Request) -> Any:
                 body.lease_ms,
                 body.handlers,
                 authority.clock(),
+                body.claim_id,
             )
             if claimed is not None:
                 record, lease = claimed

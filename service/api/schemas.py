@@ -218,11 +218,28 @@ class ClaimIn(StrictModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"worker_id": "host-1/pid-42", "lease_ms": 30000, "wait_ms": 5000}]
+            "examples": [
+                {
+                    "worker_id": "host-1/pid-42",
+                    "lease_ms": 30000,
+                    "wait_ms": 5000,
+                    "claim_id": "5b0e3c1d9f2a4e7b8c6d1a2b3c4d5e6f",
+                }
+            ]
         },
     )
 
     worker_id: str = Field(min_length=1, max_length=200)
+    claim_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description=(
+            "The worker's key for this claim (a fresh one per claim, the same one when "
+            "retrying it): a claim sent again after its answer was lost gets the lease "
+            "it already took, not a second run."
+        ),
+    )
     lease_ms: StrictInt = Field(default=30000, ge=1, le=MAX_TIMEOUT_MS)
     handlers: list[str] | None = Field(
         default=None, max_length=100, description="Only runs of these handlers."

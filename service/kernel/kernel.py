@@ -401,6 +401,7 @@ class RunOrchestrationKernel:
                 lease_worker_id=None,
                 lease_token=None,
                 lease_expires_at=None,
+                lease_claim_id=None,
             )
             tx.notify(CLAIMABLE)
             return attempt
@@ -539,7 +540,11 @@ class RunOrchestrationKernel:
         **fields: Any,
     ) -> None:
         fields.update(
-            available=False, lease_worker_id=None, lease_token=None, lease_expires_at=None
+            available=False,
+            lease_worker_id=None,
+            lease_token=None,
+            lease_expires_at=None,
+            lease_claim_id=None,
         )
         if error is not None:
             fields["error"] = error

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, bindparam, select, update
 
 from service.errors import LeaseLost, RunNotFound
 from service.kernel.records import Lease, RunRecord
@@ -39,13 +39,25 @@ class LeaseStore:
         lease_ms: int,
         handlers: Sequence[str] | None,
         now: datetime,
+        claim_id: str | None = None,
     ) -> tuple[RunRecord, Lease] | None:
-        """Lease the waiting run with the highest priority (then oldest) to `worker_id`."""
+        """Lease the waiting run with the highest priority (then oldest) to `worker_id`.
+
+        With a `claim_id`, a claim sent again (its answer lost on the way)
+        returns the live lease that claim already took instead of a second run.
+        """
         query = claim_query(handlers)
         if self.db.is_postgres:
             query = query.with_for_update(skip_locked=True)
         lease = Lease(worker_id, secrets.token_hex(16), now + timedelta(milliseconds=lease_ms))
         with self.db.write() as conn:
+            if claim_id is not None:
+                taken = conn.execute(
+                    _SELECT_CLAIMED, {"worker_id": worker_id, "claim_id": claim_id, "now": now}
+                ).first()
+                if taken is not None:
+                    held = Lease(worker_id, taken.lease_token, taken.lease_expires_at)
+                    return load_record(conn, taken.id), held
             run_id = conn.execute(query).scalar()
             if run_id is None:
                 return None
@@ -57,6 +69,7 @@ class LeaseStore:
                     lease_worker_id=lease.worker_id,
                     lease_token=lease.token,
                     lease_expires_at=lease.expires_at,
+                    lease_claim_id=claim_id,
                     updated_at=now,
                 )
             )
@@ -97,6 +110,16 @@ class LeaseStore:
 
     def wake_claimers(self) -> None:
         self.runs.signals.notify(CLAIMABLE)
+
+
+# The run a claim took, while its lease lives (reads ix_runs_lease_claim).
+_SELECT_CLAIMED = select(runs.c.id, runs.c.lease_token, runs.c.lease_expires_at).where(
+    runs.c.lease_worker_id == bindparam("worker_id"),
+    runs.c.lease_claim_id == bindparam("claim_id"),
+    runs.c.lease_claim_id.is_not(None),
+    runs.c.lease_token.is_not(None),
+    runs.c.lease_expires_at > bindparam("now"),
+)
 
 
 def claim_query(handlers: Sequence[str] | None) -> Select[Any]:

@@ -99,6 +99,9 @@ runs = Table(
     Column("lease_expires_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # the worker's key for the claim that took the lease (migration 0002): the
+    # same claim sent again, its answer having been lost, gets the same lease
+    Column("lease_claim_id", String(100), nullable=True),
     Index("ix_runs_idempotency_scope", "idempotency_scope", unique=True),
     Index("ix_runs_created", "created_at", "id"),
     Index("ix_runs_phase_created", "phase", "created_at", "id"),
@@ -130,6 +133,13 @@ runs = Table(
         "lease_expires_at",
         sqlite_where=text("lease_expires_at IS NOT NULL"),
         postgresql_where=text("lease_expires_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_runs_lease_claim",
+        "lease_worker_id",
+        "lease_claim_id",
+        sqlite_where=text("lease_claim_id IS NOT NULL"),
+        postgresql_where=text("lease_claim_id IS NOT NULL"),
     ),
     Index(
         "ix_runs_live_deadline",

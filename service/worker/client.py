@@ -23,6 +23,7 @@ import asyncio
 import logging
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -165,11 +166,16 @@ class RokClient:
     ) -> Claim | None:
         """Lease the next waiting run, long-polling up to wait_ms; None when none came.
 
-        A claim whose response is lost leaves a run leased to nobody who knows
-        it; the sweeper gets it back when the lease expires (see the report:
-        the API has no claim idempotency key).
+        Every try of this claim carries one claim_id: when an answer is lost
+        and the claim is sent again, the service returns the lease the first
+        try took, so no run is left leased to a worker that never heard of it.
         """
-        body: dict[str, Any] = {"worker_id": worker_id, "lease_ms": lease_ms, "wait_ms": wait_ms}
+        body: dict[str, Any] = {
+            "worker_id": worker_id,
+            "lease_ms": lease_ms,
+            "wait_ms": wait_ms,
+            "claim_id": uuid.uuid4().hex,
+        }
         if handlers is not None:
             body["handlers"] = sorted(handlers)
         response = await self._send(

@@ -17,11 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "openapi" / "openapi.json"
 REGENERATE = "run `make openapi` (python -m service.api.openapi_export openapi/openapi.json)"
 
-# DESIGN.md section 4, except /runs/claim and /runs/{id}/heartbeat (a later issue).
+# DESIGN.md section 4, and what issues added since (the ack batch, the ungoverned outcome).
 SECTION_4_ENDPOINTS = [
     ("post", "/runs"),
     ("get", "/runs"),
     ("get", "/runs/{run_id}"),
+    ("post", "/runs/claim"),
+    ("post", "/runs/{run_id}/heartbeat"),
+    ("post", "/runs/{run_id}/acks/batch"),
+    ("post", "/runs/{run_id}/ungoverned-outcome"),
     ("post", "/runs/{run_id}/authorize"),
     ("post", "/runs/{run_id}/begin-execution"),
     ("post", "/runs/{run_id}/execution-complete"),

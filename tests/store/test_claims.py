@@ -81,6 +81,45 @@ def test_heartbeat_extends_only_the_holders_live_lease(authority: Authority) -> 
     assert authority.store.get(run_id).row.lease == renewed
 
 
+def test_a_claim_sent_again_gets_the_lease_it_already_took(authority: Authority) -> None:
+    first_run, second_run = create_runs(authority, 2)
+    now = authority.clock()
+    first = authority.leases.claim("w1", 5000, None, now, claim_id="c-1")
+    assert first is not None and first[0].id == first_run
+
+    again = authority.leases.claim("w1", 5000, None, now + timedelta(seconds=1), claim_id="c-1")
+
+    assert again is not None
+    assert (again[0].id, again[1]) == (first_run, first[1])  # same run, same token and expiry
+    assert authority.store.get(second_run).row.lease is None  # nothing else was taken
+    other = authority.leases.claim("w1", 5000, None, now, claim_id="c-2")
+    assert other is not None and other[0].id == second_run
+
+
+def test_a_claim_id_is_the_claiming_worker_s_own(authority: Authority) -> None:
+    _, second_run = create_runs(authority, 2)
+    now = authority.clock()
+    authority.leases.claim("w1", 5000, None, now, claim_id="same")
+    taken = authority.leases.claim("w2", 5000, None, now, claim_id="same")
+    assert taken is not None and taken[0].id == second_run
+    assert taken[0].row.lease is not None and taken[0].row.lease.worker_id == "w2"
+
+
+def test_a_claim_id_stops_replaying_once_its_lease_is_over(authority: Authority) -> None:
+    expired_run, failed_run, spare = create_runs(authority, 3)
+    now = authority.clock()
+    authority.leases.claim("w1", 1000, None, now, claim_id="old")
+    later = now + timedelta(seconds=2)
+    # an expired lease is not handed out again: the sweeper owns that run now
+    fresh = authority.leases.claim("w1", 1000, None, later, claim_id="old")
+    assert fresh is not None and fresh[0].id == failed_run
+    authority.kernel(failed_run).fail("cancelled by an operator")
+    # a finished run drops its lease, and with it the claim
+    third = authority.leases.claim("w1", 1000, None, later, claim_id="old")
+    assert third is not None and third[0].id == spare
+    assert authority.store.get(expired_run).row.lease is not None
+
+
 def test_threads_racing_for_runs_never_share_one(migrated_url: str) -> None:
     setup = Authority(Settings(database_url=migrated_url))
     try:

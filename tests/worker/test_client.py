@@ -184,6 +184,7 @@ def test_claim_long_polls_and_returns_none_on_204() -> None:
     first, second = run(twice, service)
     assert first is None
     assert second.token == "abc" and second.run_id == RUN_ID
+    claim_ids = [body.pop("claim_id") for body in bodies]
     assert bodies[0] == {
         "worker_id": "w",
         "lease_ms": 5000,
@@ -191,6 +192,24 @@ def test_claim_long_polls_and_returns_none_on_204() -> None:
         "handlers": ["a", "b"],
     }
     assert "handlers" not in bodies[1]
+    assert len(set(claim_ids)) == 2  # a fresh key per claim
+
+
+def test_a_claim_whose_answer_was_lost_is_sent_again_with_the_same_claim_id() -> None:
+    bodies: list[dict[str, Any]] = []
+    lease = {"worker_id": "w", "token": "abc", "expires_at": "2030-01-01T00:00:00Z"}
+
+    def script(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        if len(bodies) == 1:  # the service leased a run; its answer never arrived
+            raise httpx.ReadError("connection reset", request=request)
+        return httpx.Response(200, json={"run": run_json("CREATED"), "lease": lease})
+
+    claimed = run(lambda c: c.claim("w", 5000), FakeService(script))
+
+    assert claimed is not None and claimed.token == "abc"
+    assert len(bodies) == 2
+    assert bodies[0]["claim_id"] == bodies[1]["claim_id"]
 
 
 def test_a_404_is_a_missing_run() -> None:
