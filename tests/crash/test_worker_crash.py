@@ -246,3 +246,60 @@ def test_every_run_of_a_batch_ends_once_when_one_of_two_workers_dies(rok: RokSer
         if run["attempt"] == 2:  # the doomed worker held it: the survivor finished it
             assert pid_of(workers[2]) == survivor.pid
     assert any(run["attempt"] == 2 for run in finals)
+
+
+# -- churn: workers killed again and again while runs stream through -------------------
+
+
+def churn(rok: RokService, runs: int, kills: int) -> None:
+    """Two worker processes; `kills` times, one holding a run is killed and replaced.
+
+    Every run may lose one attempt per kill at most, so with kills + 1
+    attempts each must end COMPLETED, once, each attempt driven by one worker.
+    """
+    api = rok.api
+    run_ids = [
+        api.create("sleeper", input={"seconds": 0.2}, max_attempts=kills + 1) for _ in range(runs)
+    ]
+    workers = [start_worker(rok, concurrency=2), start_worker(rok, concurrency=2)]
+    killed: list[int] = []
+    try:
+        for kill in range(kills):
+            slot = kill % 2
+            victim = workers[slot]
+
+            def holds_a_run(_: dict[str, Any], pid: int = victim.pid) -> bool:
+                held = [pid_of((api.get(r).get("lease") or {}).get("worker_id")) for r in run_ids]
+                live = [api.get(r)["phase"] not in ("COMPLETED", "FAILED") for r in run_ids]
+                return pid in held or not any(live)
+
+            api.wait_for(run_ids[0], holds_a_run)
+            stop_process(victim)  # SIGKILL, then its output pipe is closed
+            killed.append(victim.pid)
+            workers[slot] = start_worker(rok, concurrency=2)
+        finals = [api.wait_terminal(run_id) for run_id in run_ids]
+    finally:
+        for worker in workers:
+            stop_process(worker)
+
+    assert [run["phase"] for run in finals] == ["COMPLETED"] * runs, [
+        (run["id"], run["phase"], run["error"]) for run in finals if run["phase"] != "COMPLETED"
+    ]
+    for run in finals:
+        by_attempt = assert_one_worker_per_attempt(run)
+        assert run["attempt"] <= kills + 1
+        finalize = [a for a in run["acks"] if a["domain"] == "orchestrator"]
+        assert len(finalize) == 1, run["acks"]
+        # only the last attempt finished the run: every earlier one lost its worker
+        for attempt, worker_id in by_attempt.items():
+            if attempt < run["attempt"]:
+                assert pid_of(worker_id) in killed, (attempt, worker_id, killed)
+
+
+def test_runs_survive_workers_killed_twice_while_they_stream_through(rok: RokService) -> None:
+    churn(rok, runs=12, kills=2)
+
+
+@pytest.mark.slow
+def test_soak_runs_survive_workers_killed_ten_times(rok: RokService) -> None:
+    churn(rok, runs=80, kills=10)
