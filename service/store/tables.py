@@ -107,26 +107,6 @@ runs = Table(
     Index("ix_runs_phase_created", "phase", "created_at", "id"),
     Index("ix_runs_tenant_created", "tenant_id", "created_at", "id"),
     Index("ix_runs_handler_created", "handler", "created_at", "id"),
-    # claims look only at waiting runs
-    Index(
-        "ix_runs_claimable",
-        "priority",
-        "created_at",
-        "id",
-        # written as each dialect renders `WHERE runs.available`, or SQLite's
-        # planner does not see that the query implies the index's condition
-        sqlite_where=text("available = 1"),
-        postgresql_where=text("available"),
-    ),
-    Index(
-        "ix_runs_claimable_by_handler",
-        "handler",
-        "priority",
-        "created_at",
-        "id",
-        sqlite_where=text("available = 1"),
-        postgresql_where=text("available"),
-    ),
     # the sweeper looks only at live runs with a lease or a deadline
     Index(
         "ix_runs_lease_expiry",
@@ -147,6 +127,30 @@ runs = Table(
         sqlite_where=text(LIVE_RUN + " AND finalize_deadline IS NOT NULL"),
         postgresql_where=text(LIVE_RUN + " AND finalize_deadline IS NOT NULL"),
     ),
+)
+
+# Claims look only at waiting runs, in the claim's own order: priority DESC
+# as the query sorts (with an ascending priority SQLite sorted each
+# priority's whole queue on every claim; migration 0002). Declared on the
+# table's columns, after it, to say DESC; they attach to `runs` themselves.
+Index(
+    "ix_runs_claimable",
+    runs.c.priority.desc(),
+    runs.c.created_at,
+    runs.c.id,
+    # written as each dialect renders `WHERE runs.available`, or SQLite's
+    # planner does not see that the query implies the index's condition
+    sqlite_where=text("available = 1"),
+    postgresql_where=text("available"),
+)
+Index(
+    "ix_runs_claimable_by_handler",
+    runs.c.handler,
+    runs.c.priority.desc(),
+    runs.c.created_at,
+    runs.c.id,
+    sqlite_where=text("available = 1"),
+    postgresql_where=text("available"),
 )
 
 transitions = Table(
