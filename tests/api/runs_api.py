@@ -7,6 +7,7 @@ so a test reads as the lifecycle it drives.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -253,3 +254,44 @@ def stored_state(run: dict[str, Any]) -> dict[str, Any]:
         {k: v for k, v in exp.items() if k != "status"} for exp in run["expectations"]
     ]
     return kept
+
+
+class WaitingCheck:
+    """A strict governance check sent from a thread of its own, against a real server.
+
+    TestClient serialises requests, so a check that waits while the test
+    sends acks needs a real server and a second connection. `with` starts it
+    and returns once the request left; `answer()` waits for its response.
+    """
+
+    def __init__(self, base_url: str, run_id: str, timeout_ms: int = 30_000) -> None:
+        self.base_url = base_url
+        self.run_id = run_id
+        self.body = {"timeout_ms": timeout_ms, "require_all_acks": True}
+        self.responses: list[httpx.Response] = []
+        self._sent = threading.Event()
+        self._thread = threading.Thread(target=self._send)
+
+    def _send(self) -> None:
+        hooks = {"request": [lambda _request: self._sent.set()]}
+        with httpx.Client(base_url=self.base_url, timeout=60, event_hooks=hooks) as http:
+            path = f"/runs/{self.run_id}/governance-check"
+            self.responses.append(http.post(path, json=self.body))
+
+    def __enter__(self) -> WaitingCheck:
+        self._thread.start()
+        assert self._sent.wait(10), "the governance check was never sent"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join(60)
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.responses)
+
+    def answer(self, within_s: float = 25) -> dict[str, Any]:
+        self._thread.join(within_s)
+        assert not self._thread.is_alive(), "the governance check did not wake up"
+        result: dict[str, Any] = expect(self.responses[0], 200).json()
+        return result

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
-import httpx
 from fastapi.testclient import TestClient
 
 from service.kernel.kernel import MAX_ACK_BATCH
@@ -15,6 +13,7 @@ from tests.api.runs_api import (
     DOMAIN_PAIRS,
     UNKNOWN_RUN,
     RunsApi,
+    WaitingCheck,
     expect,
     finalize_run_acks,
     parse_time,
@@ -62,37 +61,16 @@ def test_a_batch_records_every_ack_in_order_and_the_check_passes(
 
 
 def test_a_batch_wakes_a_waiting_check(server: ServerProcess) -> None:
-    """A real server (TestClient serialises requests): the check is sent first."""
     with server.client() as http:
         api = RunsApi(http)
         run_id = api.at(RunPhase.GOVERNANCE_CHECK)
-        sent = threading.Event()
-        answer: list[httpx.Response] = []
-
-        def check() -> None:
-            hooks = {"request": [lambda _request: sent.set()]}
-            with httpx.Client(base_url=server.base_url, timeout=60, event_hooks=hooks) as c:
-                body = {"timeout_ms": 30_000, "require_all_acks": True}
-                answer.append(c.post(f"/runs/{run_id}/governance-check", json=body))
-
-        waiter = threading.Thread(target=check)
-        waiter.start()
-        try:
-            assert sent.wait(10)
+        with WaitingCheck(server.base_url, run_id) as check:
             time.sleep(0.1)
-            assert not answer
-            recorded = expect(
-                http.post(
-                    f"/runs/{run_id}/acks/batch",
-                    json={"acks": [{"domain": d, "action": a} for d, a in DOMAIN_PAIRS]},
-                ),
-                201,
-            ).json()["acks"]
-            waiter.join(25)
-            assert not waiter.is_alive(), "the governance check did not wake up"
-        finally:
-            waiter.join(60)
-        result = expect(answer[0], 200).json()
+            assert not check.answered
+            acks = [{"domain": d, "action": a} for d, a in DOMAIN_PAIRS]
+            response = http.post(f"/runs/{run_id}/acks/batch", json={"acks": acks})
+            recorded = expect(response, 201).json()["acks"]
+            result = check.answer()
         assert result["passed"] is True
         checked_at = result["run"]["governance"]["checked_at"]
         assert parse_time(checked_at) >= parse_time(recorded[-1]["at"])

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from fastapi.testclient import TestClient
 
 from service.kernel.phases import RunPhase
@@ -17,7 +15,7 @@ from tests.api.runs_api import (
     DOMAIN_PAIRS,
     FINALIZE_RUN,
     RunsApi,
-    expect,
+    WaitingCheck,
     finalize_run_acks,
     pairs,
     parse_time,
@@ -341,32 +339,16 @@ def test_governance_check_waits_for_acks_that_arrive_later(server: ServerProcess
     with server.client() as http:
         api = RunsApi(http)
         run_id = api.at(RunPhase.GOVERNANCE_CHECK)
-        sent = threading.Event()
-        answer: list[httpx.Response] = []
-
-        def check() -> None:
-            hooks = {"request": [lambda _request: sent.set()]}
-            with httpx.Client(base_url=server.base_url, timeout=60, event_hooks=hooks) as c:
-                body = {"timeout_ms": 30_000, "require_all_acks": True}
-                answer.append(c.post(f"/runs/{run_id}/governance-check", json=body))
-
-        waiter = threading.Thread(target=check)
-        waiter.start()
-        try:
-            assert sent.wait(10)
+        with WaitingCheck(server.base_url, run_id) as check:
             for domain, action in DOMAIN_PAIRS[:-1]:
                 api.ack(run_id, domain, action)
             # with three of four acks the check keeps waiting: nothing recorded, no answer
             for _ in range(5):
                 time.sleep(0.05)
                 assert api.get(run_id)["governance"] is None
-                assert not answer
+                assert not check.answered
             last = api.ack(run_id, *DOMAIN_PAIRS[-1])
-            waiter.join(45)
-            assert not waiter.is_alive(), "the governance check did not wake up"
-        finally:
-            waiter.join(60)
-        check_result = expect(answer[0], 200).json()
+            check_result = check.answer(45)
         assert check_result["passed"] is True
         assert check_result["reconciliation"] == EMPTY_RECONCILIATION
         run = check_result["run"]
