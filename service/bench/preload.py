@@ -132,10 +132,11 @@ def preload(url: str, start: int, stop: int) -> None:
     else:
         _preload_postgres(url, start, stop, now)
     # The load leaves gigabytes of dirty pages for the kernel to write back;
-    # a measurement started during that writeback times every fsync behind it
-    # (seen: W3 claim p50 +50% at 1M runs over HTTP, none in-process once the
-    # disk was quiet). A database of that size in service is not being written
-    # back wholesale, so the level starts with the disk settled.
+    # a measurement started during that writeback times its fsyncs behind it.
+    # A database of that size in service is not being written back wholesale,
+    # so each level starts with the disk settled. (In-process, the claim's SQL
+    # took the same time at 0 and 1M runs; over HTTP the claim ratio at 1M
+    # went from 1.50 to 1.10 with this, but 1.35 at 100k: still noisy.)
     os.sync()
 
 
