@@ -39,10 +39,6 @@ from service.kernel.records import GRANTED, RunRecord
 from service.kernel.signals import CLAIMABLE, ack_key
 from service.store.runs import NewRun, RunStore, RunTransaction
 
-# How often a waiting governance check re-reads the database even without a
-# wake-up: the safety net for acks committed by another process on SQLite.
-RECHECK_INTERVAL_S = 1.0
-
 INCIDENT_ACTION = ("incidents", "create_incident")
 
 
@@ -226,13 +222,14 @@ class RunOrchestrationKernel:
     ) -> GovernanceOutcome:
         """Wait (blocking this thread) for the domain acks, then record the check."""
         deadline = time.monotonic() + self._wait_seconds(timeout_ms)
+        signals = self._store.signals
         first = True
         while True:
-            with self._store.signals.subscribe(ack_key(self.run_id)) as sub:
+            with signals.subscribe(ack_key(self.run_id)) as sub:
                 if self._wait_is_over(deadline, first):
                     break
                 first = False
-                sub.wait_blocking(min(deadline - time.monotonic(), RECHECK_INTERVAL_S))
+                sub.wait_blocking(min(deadline - time.monotonic(), signals.recheck_interval_s))
         return self.record_governance_check(require_all_acks)
 
     async def governance_check_async(
@@ -241,9 +238,10 @@ class RunOrchestrationKernel:
         """The same check for an event loop: waiting costs a future, not a thread."""
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + self._wait_seconds(timeout_ms)
+        signals = self._store.signals
         first = True
         while True:
-            with self._store.signals.subscribe(ack_key(self.run_id), loop) as sub:
+            with signals.subscribe(ack_key(self.run_id), loop) as sub:
                 # one hop to a thread for the read and, when the wait is over,
                 # the recording: the common case (acks all in) costs one hop
                 outcome = await asyncio.to_thread(
@@ -252,7 +250,7 @@ class RunOrchestrationKernel:
                 if outcome is not None:
                     return outcome
                 first = False
-                await sub.wait(min(deadline - time.monotonic(), RECHECK_INTERVAL_S))
+                await sub.wait(min(deadline - time.monotonic(), signals.recheck_interval_s))
 
     def record_governance_check(self, require_all_acks: bool = False) -> GovernanceOutcome:
         """Reconcile now and record it.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import uuid
 from collections.abc import Iterator
 
 
@@ -54,12 +55,43 @@ def ack_key(run_id: str) -> str:
     return f"ack:{run_id}"
 
 
+# How often a waiter re-reads the database with no wake-up at all. Without a
+# listener, the safety net for commits by another process on the same SQLite
+# file; with one, only for a notification lost despite it (a reconnect already
+# wakes everyone). Each waiting check re-reads on its own, so with a thousand
+# waiting this is a thousand reads per second: keep it rare when it is not needed.
+RECHECK_UNHEARD_S = 1.0
+RECHECK_LISTENING_S = 10.0
+
+
 class Signals:
-    """Keyed subscriptions; `notify(key)` wakes every waiter of that key."""
+    """Keyed subscriptions; `notify(key)` wakes every waiter of that key.
+
+    `origin` names this process's signals, so a cross-replica listener can
+    skip the echo of its own commits (already woken locally on commit).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[_Subscription]] = {}
+        self.origin = uuid.uuid4().hex
+        self._listeners = 0
+
+    @property
+    def recheck_interval_s(self) -> float:
+        """How long a waiter may sleep before re-reading what it waits on."""
+        return RECHECK_LISTENING_S if self._listeners else RECHECK_UNHEARD_S
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[None]:
+        """Held while other processes' commits reach `notify` (a live listener)."""
+        with self._lock:
+            self._listeners += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._listeners -= 1
 
     @contextlib.contextmanager
     def subscribe(
@@ -82,6 +114,13 @@ class Signals:
     def notify(self, key: str) -> None:
         with self._lock:
             subs = list(self._waiters.get(key, ()))
+        for sub in subs:
+            sub.wake()
+
+    def notify_all(self) -> None:
+        """Wake every waiter: notifications may have been missed (a listener reconnected)."""
+        with self._lock:
+            subs = [sub for group in self._waiters.values() for sub in group]
         for sub in subs:
             sub.wake()
 

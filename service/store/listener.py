@@ -1,10 +1,15 @@
 """Cross-replica wake-ups on PostgreSQL: LISTEN for what other replicas NOTIFY.
 
 Every write transaction that makes a run claimable or records an ack sends
-`pg_notify('rok_signals', key)` (delivered on commit). Each replica runs one
-listener thread on its own connection and turns each notification into a
-local `Signals.notify`, so a governance check waiting on replica A wakes when
-the ack lands on replica B, without polling.
+`pg_notify('rok_signals', '<origin> <key>')` (delivered on commit). Each
+replica runs one listener thread on its own connection and turns each
+notification into a local `Signals.notify`, so a governance check waiting on
+replica A wakes when the ack lands on replica B, without polling.
+
+A replica hears its own commits too; it already woke its waiters when they
+committed, so it skips its own origin: the echo would make every waiter read
+the database a second time for each ack. Notifications sent while the
+connection was down are lost, so a (re)connect wakes every waiter to re-read.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from service.kernel.signals import Signals
-from service.store.runs import NOTIFY_CHANNEL
+from service.store.runs import NOTIFY_CHANNEL, read_notice
 
 log = logging.getLogger("rok.listener")
+APPLICATION_NAME = "rok-listener"  # how its connection shows in pg_stat_activity
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
@@ -46,14 +52,26 @@ class NotificationListener:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                with (
+                    psycopg.connect(
+                        self._conninfo, autocommit=True, application_name=APPLICATION_NAME
+                    ) as conn,
+                    self._signals.listening(),
+                ):
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._signals.notify_all()  # whatever committed while nobody listened
                     self._ready.set()
                     while not self._stopping.is_set():
                         for note in conn.notifies(timeout=0.1):
-                            self._signals.notify(note.payload)
+                            self.deliver(note.payload)
             except psycopg.Error:
-                # A lost connection loses no run: waiters re-read the database
-                # at least once a second; reconnect and carry on.
+                # A lost connection loses no run: waiters fall back to re-reading
+                # the database every second, and the reconnect wakes them all.
                 log.warning("LISTEN connection lost; reconnecting", exc_info=True)
                 self._stopping.wait(1.0)
+
+    def deliver(self, payload: str) -> None:
+        """Wake this replica's waiters for another replica's commit."""
+        origin, key = read_notice(payload)
+        if origin != self._signals.origin:
+            self._signals.notify(key)

@@ -57,6 +57,17 @@ from service.store.tables import acks, expectations, runs, transitions
 NOTIFY_CHANNEL = "rok_signals"
 
 
+def notice(origin: str, key: str) -> str:
+    """A NOTIFY payload: who committed (so it can skip its own echo) and what changed."""
+    return f"{origin} {key}"
+
+
+def read_notice(payload: str) -> tuple[str, str]:
+    """(origin, key) of a payload written by `notice`."""
+    origin, _, key = payload.partition(" ")
+    return origin, key
+
+
 @dataclass(frozen=True)
 class NewRun:
     id: str
@@ -248,8 +259,8 @@ class RunStore:
         if self.db.is_postgres:
             for key in keys:
                 conn.execute(
-                    text("SELECT pg_notify(:channel, :key)"),
-                    {"channel": NOTIFY_CHANNEL, "key": key},
+                    text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": NOTIFY_CHANNEL, "payload": notice(self.signals.origin, key)},
                 )
 
     def _wake(self, keys: set[str]) -> None:

@@ -10,14 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from service.authority import Authority
 from service.config import Settings
 from service.kernel.kernel import create_rok
-from service.kernel.signals import CLAIMABLE, Signals, ack_key
-from service.store.listener import NotificationListener
+from service.kernel.signals import (
+    CLAIMABLE,
+    RECHECK_LISTENING_S,
+    RECHECK_UNHEARD_S,
+    Signals,
+    ack_key,
+)
+from service.store.listener import APPLICATION_NAME, NotificationListener, libpq_url
 from service.store.migrations import upgrade
+from service.store.runs import NOTIFY_CHANNEL, notice
 from tests.support.databases import fresh_database
 
 pytestmark = pytest.mark.postgres
@@ -88,3 +96,49 @@ def test_a_rolled_back_ack_wakes_nobody(replica_a: Signals, replica_b: Authority
             assert control.wait_blocking(WAKE_WITHIN_S)
         assert not waiting_check.wait_blocking(0)
     assert replica_b.store.get(kernel.run_id).acks == []
+
+
+def test_a_replica_skips_the_echo_of_its_own_commits(postgres_url: str) -> None:
+    # one process: the Authority's store and the listener share one Signals
+    authority = Authority(Settings(database_url=postgres_url))
+    listener = NotificationListener(postgres_url, authority.signals)
+    listener.start()
+    try:
+        own, other = authority.signals.origin, "another-replica"
+        with (
+            authority.signals.subscribe("ack:echo") as echo,
+            authority.signals.subscribe("ack:control") as control,
+        ):
+            with psycopg.connect(libpq_url(postgres_url), autocommit=True) as conn:
+                conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notice(own, "ack:echo")))
+                conn.execute(
+                    "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notice(other, "ack:control"))
+                )
+            # notifications arrive in order: once the second is heard, the first was skipped
+            assert control.wait_blocking(WAKE_WITHIN_S)
+            assert not echo.wait_blocking(0)
+    finally:
+        listener.stop()
+        authority.close()
+
+
+def test_a_listener_that_reconnects_wakes_every_waiter(postgres_url: str) -> None:
+    # notifications sent while its connection was down are lost: waiters must re-read
+    signals = Signals()
+    assert signals.recheck_interval_s == RECHECK_UNHEARD_S
+    listener = NotificationListener(postgres_url, signals)
+    listener.start()
+    try:
+        assert signals.recheck_interval_s == RECHECK_LISTENING_S
+        with signals.subscribe("ack:any-run") as waiting_check:
+            with psycopg.connect(libpq_url(postgres_url), autocommit=True) as conn:
+                killed = conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = %s AND datname = current_database()",
+                    (APPLICATION_NAME,),
+                ).fetchall()
+            assert killed == [(True,)]
+            assert waiting_check.wait_blocking(WAKE_WITHIN_S)
+    finally:
+        listener.stop()
+    assert signals.recheck_interval_s == RECHECK_UNHEARD_S
