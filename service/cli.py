@@ -49,7 +49,14 @@ def serve(args: argparse.Namespace) -> int:
 
     demo = _start_demo(args.host, args.port) if args.demo else None
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            log_level="info",
+            # the demo's story is one line per run; a line per request would bury it
+            access_log=(not args.demo) if args.access_log is None else args.access_log,
+        )
     finally:
         if demo is not None:
             demo.terminate()
@@ -80,6 +87,12 @@ def register_serve(commands: Subcommands) -> None:
         "--demo",
         action="store_true",
         help="also run the demo: example runs driven by a worker pool and the reference domains",
+    )
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="log one line per request (default: on, off with --demo)",
     )
     parser.set_defaults(func=serve)
 

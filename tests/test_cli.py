@@ -138,23 +138,38 @@ def test_serve_on_a_migrated_database_answers(migrated_url: str) -> None:
         assert client.get("/healthz").status_code == 200
 
 
-def test_serve_migrate_upgrades_an_empty_database_then_serves(database_url: str) -> None:
-    # what `make run` and the Docker image do
+def serve_until_healthy(database_url: str, *flags: str) -> tuple[bool, str]:
+    """`rok serve --migrate` plus `flags` until /healthz answers; (healthy, its log)."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--migrate", "--port", str(port)],
+        [sys.executable, "-m", "service", "serve", "--migrate", "--port", str(port), *flags],
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "ROK_DATABASE_URL": database_url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,  # uvicorn's access log goes to stdout, the rest to stderr
+        stderr=subprocess.STDOUT,
     )
     try:
         healthy = wait_for_health(f"http://127.0.0.1:{port}/healthz", server)
     finally:
         server.terminate()
-        _, log = server.communicate(timeout=30)
+        log, _ = server.communicate(timeout=30)
+    return healthy, log.decode(errors="replace")
 
-    assert healthy, log.decode(errors="replace")
+
+def test_serve_migrate_upgrades_an_empty_database_then_serves(database_url: str) -> None:
+    # what `make run` and the Docker image do
+    healthy, log = serve_until_healthy(database_url)
+
+    assert healthy, log
     assert migrations.current_revision(database_url) == migrations.head_revision()
+    assert '"GET /healthz HTTP/1.1" 200' in log  # one access-log line per request by default
+
+
+def test_serve_without_the_access_log_logs_no_requests(database_url: str) -> None:
+    healthy, log = serve_until_healthy(database_url, "--no-access-log")
+
+    assert healthy, log
+    assert "Application startup complete" in log
+    assert "GET /healthz" not in log
 
 
 def wait_for_health(url: str, server: subprocess.Popen[bytes], timeout_s: float = 30) -> bool:
