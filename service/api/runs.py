@@ -213,14 +213,14 @@ def get_run(run_id: UUID, request: Request) -> Response:
     "/{run_id}/authorize",
     response_model=RunOut,
     responses=ERRORS,
-    summary="Authorize (GRANTED) or deny (anything else) a CREATED run",
+    summary="Authorize (GRANTED) or deny (anything else) a CREATED run; optionally begin execution",
 )
 def authorize(
     run_id: UUID, body: AuthorizeIn, request: Request, lease_token: LeaseToken = None
 ) -> Response:
     authority = _authority(request)
     kernel = _mover(authority, run_id, lease_token)
-    kernel.authorize(body.decision, body.reason)
+    kernel.authorize(body.decision, body.reason, body.begin_execution)
     return _moved(authority, kernel)
 
 
@@ -291,7 +291,8 @@ def ack_batch(run_id: UUID, body: AckBatchIn, request: Request) -> dict[str, Any
     "/{run_id}/governance-check",
     response_model=GovernanceCheckOut,
     responses=ERRORS,
-    summary="Wait for the domain acks (up to timeout_ms), reconcile and record the check",
+    summary="Wait for the domain acks (up to timeout_ms), reconcile and record the check; "
+    "optionally finalize",
 )
 async def governance_check(
     run_id: UUID,
@@ -303,7 +304,9 @@ async def governance_check(
     body = body or GovernanceCheckIn()
     kernel = _mover(authority, run_id, lease_token)
     try:
-        outcome = await kernel.governance_check_async(body.timeout_ms, body.require_all_acks)
+        outcome = await kernel.governance_check_async(
+            body.timeout_ms, body.require_all_acks, body.finalize
+        )
     except GovernanceCheckError as failed:
         # strict mode: the run is already FAILED; the answer is still the check (200)
         outcome = failed.outcome

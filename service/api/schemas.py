@@ -169,6 +169,11 @@ class AuthorizeIn(StrictModel):
         description="GRANTED authorizes; any other value fails the run.",
     )
     reason: str | None = Field(default=None, max_length=2000)
+    begin_execution: StrictBool = Field(
+        default=False,
+        description="When GRANTED, also move the run on to EXECUTING in the same transaction "
+        "(the history records both moves): a worker that starts at once saves a round trip.",
+    )
 
 
 class ExecutionCompleteIn(StrictModel):
@@ -279,6 +284,13 @@ class GovernanceCheckIn(StrictModel):
 
     timeout_ms: StrictInt | None = Field(default=None, ge=1, le=MAX_TIMEOUT_MS)
     require_all_acks: StrictBool = False
+    finalize: StrictBool = Field(
+        default=False,
+        description="After recording the check, finalize the run in the same transaction with "
+        "the outcome execution-complete recorded: COMPLETED when the execution succeeded, "
+        "FAILED with its error otherwise (a strict check that did not pass has failed it "
+        "already). Saves the worker the finalize round trip.",
+    )
 
 
 class FinalizeIn(StrictModel):

@@ -181,8 +181,15 @@ class RunOrchestrationKernel:
 
     # -- lifecycle ----------------------------------------------------------
 
-    def authorize(self, decision: str, reason: str | None = None) -> RunPhase:
-        """GRANTED -> AUTHORIZED; any other decision -> FAILED, the decision recorded."""
+    def authorize(
+        self, decision: str, reason: str | None = None, begin_execution: bool = False
+    ) -> RunPhase:
+        """GRANTED -> AUTHORIZED; any other decision -> FAILED, the decision recorded.
+
+        `begin_execution` also moves a granted run on to EXECUTING in the same
+        transaction: a worker that starts at once saves a round trip, and the
+        history still holds both moves.
+        """
         with self._move() as tx:
             self._require(tx, RunPhase.CREATED, RunPhase.AUTHORIZED)
             started = self._clock_fields(tx)
@@ -191,6 +198,8 @@ class RunOrchestrationKernel:
                 tx.transition(
                     RunPhase.AUTHORIZED, reason or "authorization granted", details, **started
                 )
+                if begin_execution:
+                    tx.transition(RunPhase.EXECUTING, "execution started")
             else:
                 why = f"authorization denied: {decision}" + (f" ({reason})" if reason else "")
                 self._terminate(tx, RunPhase.FAILED, why, why, details, **started)
@@ -218,9 +227,15 @@ class RunOrchestrationKernel:
             return tx.row.phase
 
     def governance_check(
-        self, timeout_ms: int | None = None, require_all_acks: bool = False
+        self, timeout_ms: int | None = None, require_all_acks: bool = False, finalize: bool = False
     ) -> GovernanceOutcome:
-        """Wait (blocking this thread) for the domain acks, then record the check."""
+        """Wait (blocking this thread) for the domain acks, then record the check.
+
+        `finalize` ends the run in the same transaction as the check, with the
+        outcome execution_complete recorded (what a worker's finalize would
+        send): one round trip fewer, and still a recorded check before the end.
+        A strict check that did not pass has failed the run already.
+        """
         deadline = time.monotonic() + self._wait_seconds(timeout_ms)
         signals = self._store.signals
         first = True
@@ -230,10 +245,10 @@ class RunOrchestrationKernel:
                     break
                 first = False
                 sub.wait_blocking(min(deadline - time.monotonic(), signals.recheck_interval_s))
-        return self.record_governance_check(require_all_acks)
+        return self.record_governance_check(require_all_acks, finalize)
 
     async def governance_check_async(
-        self, timeout_ms: int | None = None, require_all_acks: bool = False
+        self, timeout_ms: int | None = None, require_all_acks: bool = False, finalize: bool = False
     ) -> GovernanceOutcome:
         """The same check for an event loop: waiting costs a future, not a thread."""
         loop = asyncio.get_running_loop()
@@ -245,28 +260,30 @@ class RunOrchestrationKernel:
                 # one hop to a thread for the read and, when the wait is over,
                 # the recording: the common case (acks all in) costs one hop
                 outcome = await asyncio.to_thread(
-                    self._record_if_over, deadline, first, require_all_acks
+                    self._record_if_over, deadline, first, require_all_acks, finalize
                 )
                 if outcome is not None:
                     return outcome
                 first = False
                 await sub.wait(min(deadline - time.monotonic(), signals.recheck_interval_s))
 
-    def record_governance_check(self, require_all_acks: bool = False) -> GovernanceOutcome:
+    def record_governance_check(
+        self, require_all_acks: bool = False, finalize: bool = False
+    ) -> GovernanceOutcome:
         """Reconcile now and record it.
 
         Strict mode (`require_all_acks`) fails the run when the check did not
         pass, commits that, and then raises GovernanceCheckError (its `outcome`
         carries the reconciliation), so an embedded caller cannot miss it.
         """
-        outcome, failed = self._record_check(require_all_acks)
+        outcome, failed = self._record_check(require_all_acks, finalize)
         if failed is not None:
             failed.outcome = outcome
             raise failed
         return outcome
 
     def _record_check(
-        self, require_all_acks: bool
+        self, require_all_acks: bool, finalize: bool
     ) -> tuple[GovernanceOutcome, GovernanceCheckError | None]:
         with self._move() as tx:
             self._require(
@@ -296,6 +313,8 @@ class RunOrchestrationKernel:
                         "failed": [list(p) for p in result.failed],
                     },
                 )
+            elif finalize:
+                self._finalize(tx, tx.row.execution_success is not False, None)
             return GovernanceOutcome(passed, result), error
 
     def begin_finalization(self) -> RunPhase:
@@ -308,32 +327,36 @@ class RunOrchestrationKernel:
     def finalize(self, success: bool = True, error: str | None = None) -> RunPhase:
         """-> COMPLETED or FAILED with the finalize_run ack, in one transaction, once."""
         with self._move() as tx:
-            phase = tx.row.phase
-            target = RunPhase.COMPLETED if success else RunPhase.FAILED
-            if phase not in (RunPhase.GOVERNANCE_CHECK, RunPhase.FINALIZING):
-                why = (
-                    f"{phase} is terminal"
-                    if tx.row.is_terminal
-                    else "finalize needs GOVERNANCE_CHECK or FINALIZING; use fail to abandon a run"
-                )
-                raise PhaseTransitionError(self.run_id, phase, target, why)
-            if success:
-                self._require_governance(tx, target)
-                if tx.row.execution_success is False:
-                    raise PhaseTransitionError(
-                        self.run_id,
-                        phase,
-                        target,
-                        "its execution failed; finalize with success=false",
-                    )
-            if phase is RunPhase.GOVERNANCE_CHECK and tx.row.governance_recorded:
-                tx.transition(RunPhase.FINALIZING, "finalization started")
-            if success:
-                self._terminate(tx, RunPhase.COMPLETED, "run completed", None, {})
-            else:
-                why = error or tx.row.error or "finalized as failed"
-                self._terminate(tx, RunPhase.FAILED, f"run failed: {why}", why, {})
+            self._finalize(tx, success, error)
             return tx.row.phase
+
+    def _finalize(self, tx: RunTransaction, success: bool, error: str | None) -> None:
+        """finalize's move inside `tx` (the check can end with it, in its transaction)."""
+        phase = tx.row.phase
+        target = RunPhase.COMPLETED if success else RunPhase.FAILED
+        if phase not in (RunPhase.GOVERNANCE_CHECK, RunPhase.FINALIZING):
+            why = (
+                f"{phase} is terminal"
+                if tx.row.is_terminal
+                else "finalize needs GOVERNANCE_CHECK or FINALIZING; use fail to abandon a run"
+            )
+            raise PhaseTransitionError(self.run_id, phase, target, why)
+        if success:
+            self._require_governance(tx, target)
+            if tx.row.execution_success is False:
+                raise PhaseTransitionError(
+                    self.run_id,
+                    phase,
+                    target,
+                    "its execution failed; finalize with success=false",
+                )
+        if phase is RunPhase.GOVERNANCE_CHECK and tx.row.governance_recorded:
+            tx.transition(RunPhase.FINALIZING, "finalization started")
+        if success:
+            self._terminate(tx, RunPhase.COMPLETED, "run completed", None, {})
+        else:
+            why = error or tx.row.error or "finalized as failed"
+            self._terminate(tx, RunPhase.FAILED, f"run failed: {why}", why, {})
 
     def fail(self, error: str) -> RunPhase:
         """-> FAILED from any non-terminal phase, with the finalize_run ack.
@@ -553,11 +576,11 @@ class RunOrchestrationKernel:
             tx.add_ack(*FINALIZE_RUN, result_id=phase.value, error=None)
 
     def _record_if_over(
-        self, deadline: float, first: bool, require_all_acks: bool
+        self, deadline: float, first: bool, require_all_acks: bool, finalize: bool
     ) -> GovernanceOutcome | None:
         if not self._wait_is_over(deadline, first):
             return None
-        return self.record_governance_check(require_all_acks)
+        return self.record_governance_check(require_all_acks, finalize)
 
     def _wait_is_over(self, deadline: float, first: bool) -> bool:
         """Read the run once (subscribed already, so no ack slips between).

@@ -200,10 +200,19 @@ class RokClient:
     # -- lifecycle moves (fenced by the lease token) -------------------------------
 
     async def authorize(
-        self, run_id: str, token: str | None, decision: str, reason: str | None = None
+        self,
+        run_id: str,
+        token: str | None,
+        decision: str,
+        reason: str | None = None,
+        begin_execution: bool = False,
     ) -> Run:
-        body = {"decision": decision, "reason": reason}
-        lands_in = {"AUTHORIZED"} if decision == "GRANTED" else {"FAILED"}
+        """Authorize; with begin_execution a granted run goes on to EXECUTING at once."""
+        body = {"decision": decision, "reason": reason, "begin_execution": begin_execution}
+        if decision != "GRANTED":
+            lands_in = {"FAILED"}
+        else:
+            lands_in = {"EXECUTING"} if begin_execution else {"AUTHORIZED"}
         return await self._move(run_id, "authorize", token, body, lands_in)
 
     async def begin_execution(self, run_id: str, token: str | None) -> Run:
@@ -221,9 +230,31 @@ class RokClient:
         token: str | None,
         timeout_ms: int | None = None,
         require_all_acks: bool = False,
+        finalize: bool = False,
     ) -> dict[str, Any]:
-        """Waits server-side for the acks; resending it only records the check again."""
-        body = {"timeout_ms": timeout_ms, "require_all_acks": require_all_acks}
+        """Waits server-side for the acks; with `finalize` the run ends in the same call.
+
+        Resending a plain check only records it again. A check that finalized
+        leaves a terminal run, so a resend after a lost answer gets 409: the
+        run read back, terminal with its check recorded, is then the answer.
+        """
+        body = {
+            "timeout_ms": timeout_ms,
+            "require_all_acks": require_all_acks,
+            "finalize": finalize,
+        }
+
+        async def already_applied() -> dict[str, Any] | None:
+            run = await self.get_run(run_id)
+            check = run.get("governance")
+            if run["phase"] not in TERMINAL or check is None:
+                return None
+            return {
+                "passed": check["passed"],
+                "reconciliation": check["reconciliation"],
+                "run": run,
+            }
+
         # the service's own ROK_GOVERNANCE_TIMEOUT_MS is unknown here: allow a long wait
         wait_s = (timeout_ms or 300_000) / 1000
         response = await self._send(
@@ -232,7 +263,10 @@ class RokClient:
             json=body,
             headers=_lease(token),
             timeout_s=wait_s + self._timeout_s,
+            confirm=already_applied if finalize else None,
         )
+        if isinstance(response, dict):
+            return response
         return _json(response)
 
     async def finalize(

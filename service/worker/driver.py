@@ -2,10 +2,11 @@
 
 A run released for another attempt comes back in whatever phase its last
 worker reached, and phases never move backwards, so the driver continues:
-CREATED is authorized, AUTHORIZED begins execution, EXECUTING runs the
-handler (again: an earlier attempt's work is at-least-once), GOVERNANCE_CHECK
-is checked (unless a check was recorded) and FINALIZING is finalized with the
-outcome the run recorded.
+CREATED is authorized (and begins execution in the same request),
+AUTHORIZED begins execution, EXECUTING runs the handler (again: an earlier
+attempt's work is at-least-once), GOVERNANCE_CHECK is checked (unless a check
+was recorded) and finalized in the same request, and FINALIZING is finalized
+with the outcome the run recorded.
 
 Every move carries the lease token. A 409 (`Conflict`) on a move means the
 run is no longer ours: the driver stops working on it at once and never
@@ -119,7 +120,10 @@ class RunDriver:
                     return await client.authorize(
                         ctx.run_id, token, decision.decision, decision.reason
                     )
-                run = await client.authorize(ctx.run_id, token, GRANTED, decision.reason)
+                # nothing happens between the two moves here: one request makes both
+                run = await client.authorize(
+                    ctx.run_id, token, GRANTED, decision.reason, begin_execution=True
+                )
                 phase = run["phase"]
             if phase == "AUTHORIZED":
                 run = await client.begin_execution(ctx.run_id, token)
@@ -143,14 +147,17 @@ class RunDriver:
             self._outcome = self._outcome or outcome
             if phase == "GOVERNANCE_CHECK" and run.get("governance") is None:
                 await acks.flush()  # what is ready is delivered; the rest the check waits for
+                # the check finalizes with the outcome execution-complete recorded (this
+                # one), in its own transaction; a strict check that did not pass fails it
                 check = await client.governance_check(
                     ctx.run_id,
                     token,
                     self._settings.governance_timeout_ms,
                     self._settings.require_all_acks,
+                    finalize=True,
                 )
                 run = dict(check["run"])
-                if run["phase"] in TERMINAL:  # a strict check that did not pass failed it
+                if run["phase"] in TERMINAL:
                     return run
             await domains.close()
             return await client.finalize(ctx.run_id, token, outcome.success, outcome.error)

@@ -127,9 +127,19 @@ def test_any_spelling_of_a_uuid_finds_the_same_run(api: RunsApi) -> None:
 ACTIONS: dict[str, tuple[str, Any, RunPhase]] = {
     "authorize": ("authorize", {"decision": "GRANTED"}, RunPhase.AUTHORIZED),
     "deny": ("authorize", {"decision": "DENIED"}, RunPhase.AUTHORIZED),
+    "authorize-and-begin": (
+        "authorize",
+        {"decision": "GRANTED", "begin_execution": True},
+        RunPhase.AUTHORIZED,
+    ),
     "begin-execution": ("begin-execution", None, RunPhase.EXECUTING),
     "execution-complete": ("execution-complete", {"success": True}, RunPhase.GOVERNANCE_CHECK),
     "governance-check": ("governance-check", {"timeout_ms": 1}, RunPhase.GOVERNANCE_CHECK),
+    "check-and-finalize": (
+        "governance-check",
+        {"timeout_ms": 1, "finalize": True},
+        RunPhase.GOVERNANCE_CHECK,
+    ),
     "begin-finalization": ("begin-finalization", None, RunPhase.FINALIZING),
     "finalize": ("finalize", {"success": True}, RunPhase.COMPLETED),
     "finalize-failed": ("finalize", {"success": False}, RunPhase.FAILED),
@@ -137,12 +147,18 @@ ACTIONS: dict[str, tuple[str, Any, RunPhase]] = {
 }
 # state -> the actions that phase (with or without a recorded check) allows
 ALLOWED: dict[str, set[str]] = {
-    "CREATED": {"authorize", "deny", "fail"},
+    "CREATED": {"authorize", "deny", "authorize-and-begin", "fail"},
     "AUTHORIZED": {"begin-execution", "fail"},
     "EXECUTING": {"execution-complete", "fail"},
-    "GOVERNANCE_CHECK unchecked": {"governance-check", "finalize-failed", "fail"},
+    "GOVERNANCE_CHECK unchecked": {
+        "governance-check",
+        "check-and-finalize",
+        "finalize-failed",
+        "fail",
+    },
     "GOVERNANCE_CHECK checked": {
         "governance-check",
+        "check-and-finalize",
         "begin-finalization",
         "finalize",
         "finalize-failed",
@@ -421,6 +437,21 @@ def test_a_body_sent_to_a_move_that_takes_none_is_refused(client: TestClient, ap
 
 
 INVALID_JSON = [b"{bad", b'{"success": true', b"[]", b'"GRANTED"', b"\xff\xfe", b"{'a': 1}"]
+
+
+def test_the_combined_moves_take_booleans_only(client: TestClient, api: RunsApi) -> None:
+    created = api.create()["id"]
+    waiting = api.at(RunPhase.GOVERNANCE_CHECK)
+    with nothing_changes(api):
+        for flag in ("yes", 1, None, [True]):
+            body = {"decision": "GRANTED", "begin_execution": flag}
+            refused(
+                send(client, "POST", f"/runs/{created}/authorize", body), 422, "begin_execution"
+            )
+            body = {"timeout_ms": 1, "finalize": flag}
+            refused(
+                send(client, "POST", f"/runs/{waiting}/governance-check", body), 422, "finalize"
+            )
 
 
 def test_invalid_json_is_422(client: TestClient, api: RunsApi) -> None:

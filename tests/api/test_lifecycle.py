@@ -448,3 +448,45 @@ def test_healthz(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+
+
+def test_authorize_can_begin_execution_in_the_same_request(api: RunsApi) -> None:
+    run_id = api.create()["id"]
+    run = api.authorize(run_id, begin_execution=True)
+    assert run["phase"] == "EXECUTING"
+    assert moves(run) == [("CREATED", "AUTHORIZED"), ("AUTHORIZED", "EXECUTING")]
+    assert run["history"][0]["at"] == run["history"][1]["at"]
+    assert api.get(run_id) == run
+
+
+def test_a_governance_check_can_finalize_the_run_in_the_same_request(api: RunsApi) -> None:
+    run_id = api.at(RunPhase.GOVERNANCE_CHECK)
+    api.ack_all(run_id)
+    check = api.move(
+        run_id, "governance-check", {"timeout_ms": 1, "require_all_acks": True, "finalize": True}
+    )
+    assert check["passed"] is True
+    assert check["reconciliation"]["status"] == "COMPLETE"
+    run = check["run"]
+    assert run["phase"] == "COMPLETED"
+    assert moves(run)[-3:] == [
+        ("EXECUTING", "GOVERNANCE_CHECK"),
+        ("GOVERNANCE_CHECK", "FINALIZING"),
+        ("FINALIZING", "COMPLETED"),
+    ]
+    assert run["governance"]["passed"] is True
+    assert finalize_run_acks(run) == 1
+    assert run["reconciliation"] == EMPTY_RECONCILIATION
+    assert api.get(run_id) == run
+
+
+def test_a_check_that_finalizes_a_failed_execution_ends_failed_with_its_error(
+    api: RunsApi,
+) -> None:
+    run_id = api.at(RunPhase.EXECUTING)
+    api.execution_complete(run_id, success=False, error="tool raised")
+    api.ack_all(run_id)
+    run = api.move(run_id, "governance-check", {"timeout_ms": 1, "finalize": True})["run"]
+    assert run["phase"] == "FAILED"
+    assert run["error"] == "tool raised"
+    assert finalize_run_acks(run) == 1

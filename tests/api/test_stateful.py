@@ -162,15 +162,17 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.settle(model, response, 201)
         return model.id
 
-    @rule(run=runs, granted=st.booleans())
-    def authorize(self, run: str, granted: bool) -> None:
-        self.do_authorize(self.models[run], granted)
+    @rule(run=runs, granted=st.booleans(), begin=st.booleans())
+    def authorize(self, run: str, granted: bool, begin: bool) -> None:
+        self.do_authorize(self.models[run], granted, begin)
 
-    def do_authorize(self, model: RunModel, granted: bool) -> None:
+    def do_authorize(self, model: RunModel, granted: bool, begin: bool = False) -> None:
         decision = "GRANTED" if granted else "DENIED"
-        response = self.post(model, "authorize", {"decision": decision})
+        response = self.post(model, "authorize", {"decision": decision, "begin_execution": begin})
         if model.phase is RunPhase.CREATED:
             model.move(RunPhase.AUTHORIZED if granted else RunPhase.FAILED)
+            if granted and begin:
+                model.move(RunPhase.EXECUTING)
             model.acks += 0 if granted else 1  # finalize_run
             self.settle(model, response, 200)
         else:
@@ -233,12 +235,12 @@ class LifecycleMachine(RuleBasedStateMachine):
         model.acks += 1
         self.settle(model, response, 201)
 
-    @rule(run=runs, strict=st.booleans())
-    def governance_check(self, run: str, strict: bool) -> None:
-        self.do_governance_check(self.models[run], strict)
+    @rule(run=runs, strict=st.booleans(), finalize=st.booleans())
+    def governance_check(self, run: str, strict: bool, finalize: bool) -> None:
+        self.do_governance_check(self.models[run], strict, finalize)
 
-    def do_governance_check(self, model: RunModel, strict: bool) -> None:
-        body = {"timeout_ms": 1, "require_all_acks": strict}
+    def do_governance_check(self, model: RunModel, strict: bool, finalize: bool = False) -> None:
+        body = {"timeout_ms": 1, "require_all_acks": strict, "finalize": finalize}
         response = self.post(model, "governance-check", body)
         if model.phase is not RunPhase.GOVERNANCE_CHECK:
             self.settle(model, response, 409)
@@ -248,6 +250,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         model.checked = True
         if strict and not passed:
             model.move(RunPhase.FAILED)
+            model.acks += 1  # finalize_run
+        elif finalize:  # ends with the outcome execution-complete recorded
+            succeeded = model.execution_success is not False
+            model.move(RunPhase.FINALIZING, RunPhase.COMPLETED if succeeded else RunPhase.FAILED)
             model.acks += 1  # finalize_run
         self.settle(model, response, 200)
 

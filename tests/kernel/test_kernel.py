@@ -153,6 +153,24 @@ def test_authorize_denied_fails_the_run_with_the_decision_recorded(
     assert kernel.is_terminal
 
 
+def test_authorize_and_begin_execution_in_one_move(runs: RunFactory) -> None:
+    run_id = runs.create()
+    kernel = runs.kernel(run_id)
+    assert kernel.authorize("GRANTED", begin_execution=True) is E
+    record = kernel.load()
+    # both moves are in the history, one transaction, one time
+    assert moves(record) == [(C, A), (A, E)]
+    assert record.history[0].transition.at == record.history[1].transition.at
+    assert record.row.clock_started_at == record.history[0].transition.at
+
+
+def test_a_denial_does_not_begin_execution(runs: RunFactory) -> None:
+    run_id = runs.create()
+    kernel = runs.kernel(run_id)
+    assert kernel.authorize("DENIED", begin_execution=True) is X
+    assert moves(kernel.load()) == [(C, X)]
+
+
 def test_authorize_twice_is_refused(runs: RunFactory) -> None:
     run_id = runs.at(A)
     kernel = runs.kernel(run_id)
@@ -421,6 +439,70 @@ def test_finalize_from_check_passes_through_finalizing(runs: RunFactory) -> None
     reconciliation = kernel.reconciliation()
     assert reconciliation.status is ReconciliationStatus.COMPLETE
     assert reconciliation.missing == reconciliation.pending == []
+
+
+def test_a_check_that_finalizes_completes_a_successful_run_in_its_transaction(
+    runs: RunFactory,
+) -> None:
+    run_id = runs.at(G)
+    runs.ack_all(run_id)
+    kernel = runs.kernel(run_id)
+    outcome = kernel.governance_check(timeout_ms=0, require_all_acks=True, finalize=True)
+    assert outcome.passed is True
+    record = kernel.load()
+    assert moves(record)[-3:] == [(E, G), (G, Z), (Z, OK)]
+    # the check is recorded before the end, at the same instant
+    assert record.row.governance_passed is True
+    assert record.row.governance_checked_at == record.history[-1].transition.at
+    assert finalize_run_acks(record) == 1
+    assert kernel.reconciliation().status is ReconciliationStatus.COMPLETE
+
+
+def test_a_check_that_finalizes_a_failed_execution_fails_the_run_with_its_error(
+    runs: RunFactory,
+) -> None:
+    run_id = runs.at(E)
+    kernel = runs.kernel(run_id)
+    kernel.execution_complete(success=False, error="tool raised")
+    runs.ack_all(run_id)
+    assert kernel.governance_check(timeout_ms=0, finalize=True).passed is True
+    record = kernel.load()
+    assert moves(record)[-2:] == [(G, Z), (Z, X)]
+    assert record.row.error == "tool raised"
+    assert finalize_run_acks(record) == 1
+
+
+def test_a_lenient_check_that_finalizes_completes_with_what_is_missing_recorded(
+    runs: RunFactory,
+) -> None:
+    # what a worker's own finalize after a lenient check did: the outcome decides
+    run_id = runs.at(G)
+    kernel = runs.kernel(run_id)
+    outcome = kernel.governance_check(timeout_ms=0, finalize=True)
+    assert outcome.passed is False
+    record = kernel.load()
+    assert record.row.phase is OK
+    assert record.row.governance_passed is False
+    assert kernel.reconciliation().missing == DOMAIN_PAIRS
+
+
+def test_a_strict_check_that_fails_does_not_finalize_twice(runs: RunFactory) -> None:
+    run_id = runs.at(G)
+    kernel = runs.kernel(run_id)
+    with pytest.raises(GovernanceCheckError):
+        kernel.governance_check(timeout_ms=0, require_all_acks=True, finalize=True)
+    record = kernel.load()
+    assert moves(record)[-1] == (G, X)
+    assert finalize_run_acks(record) == 1
+
+
+def test_a_check_that_finalizes_refuses_a_run_already_ended(runs: RunFactory) -> None:
+    run_id = runs.at(OK)
+    kernel = runs.kernel(run_id)
+    before = kernel.load()
+    with pytest.raises(PhaseTransitionError):
+        kernel.governance_check(timeout_ms=0, finalize=True)
+    assert kernel.load() == before
 
 
 def test_finalize_from_finalizing(runs: RunFactory) -> None:

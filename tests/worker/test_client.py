@@ -131,6 +131,49 @@ def test_a_finalize_resent_into_a_409_accepts_the_terminal_run() -> None:
     assert service.calls[("POST", f"/runs/{RUN_ID}/finalize")] == 2
 
 
+def test_a_check_that_finalized_but_whose_answer_was_lost_is_read_back() -> None:
+    """A check with finalize ends the run: sent again, it would meet a terminal run
+    (409). The read-back shows the run ended with its check recorded: that is the answer."""
+    check = {"passed": True, "checked_at": "2026-11-28T00:00:00Z", "reconciliation": {"x": 1}}
+    state: dict[str, Any] = {"phase": "GOVERNANCE_CHECK", "governance": None}
+
+    def script(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={**run_json(state["phase"]), **state})
+        assert json.loads(request.content)["finalize"] is True
+        state.update(phase="COMPLETED", governance=check)  # applied, then the answer was lost
+        raise httpx.ReadError("connection reset", request=request)
+
+    service = FakeService(script)
+    result = run(
+        lambda c: c.governance_check(RUN_ID, "token", 1000, require_all_acks=True, finalize=True),
+        service,
+    )
+
+    assert result["passed"] is True
+    assert result["reconciliation"] == {"x": 1}
+    assert result["run"]["phase"] == "COMPLETED"
+    assert service.calls[("POST", f"/runs/{RUN_ID}/governance-check")] == 1
+
+
+def test_a_plain_check_whose_answer_was_lost_is_sent_again() -> None:
+    # recording a check twice is harmless, and only the answer carries the outcome
+    posts = iter(["lost", "answer"])
+
+    def script(request: httpx.Request) -> httpx.Response:
+        if next(posts) == "lost":
+            raise httpx.ReadError("connection reset", request=request)
+        run = run_json("GOVERNANCE_CHECK")
+        return httpx.Response(200, json={"passed": True, "reconciliation": {}, "run": run})
+
+    service = FakeService(script)
+    result = run(lambda c: c.governance_check(RUN_ID, "token", 1000), service)
+
+    assert result["passed"] is True
+    assert service.calls[("POST", f"/runs/{RUN_ID}/governance-check")] == 2
+    assert service.calls[("GET", f"/runs/{RUN_ID}")] == 0
+
+
 def test_an_ack_whose_response_was_lost_is_not_recorded_twice() -> None:
     recorded: list[dict[str, Any]] = []
 
