@@ -58,10 +58,13 @@ def ack_key(run_id: str) -> str:
 # How often a waiter re-reads the database with no wake-up at all. Without a
 # listener, the safety net for commits by another process on the same SQLite
 # file; with one, only for a notification lost despite it (a reconnect already
-# wakes everyone). Each waiting check re-reads on its own, so with a thousand
-# waiting this is a thousand reads per second: keep it rare when it is not needed.
+# wakes everyone). Each waiting check re-reads on its own, so without a budget
+# a thousand waiting would cost a thousand reads per second: past
+# RECHECK_BUDGET_PER_S waiters the interval grows instead. Wake-ups from this
+# process's own commits are immediate either way.
 RECHECK_UNHEARD_S = 1.0
 RECHECK_LISTENING_S = 10.0
+RECHECK_BUDGET_PER_S = 100
 
 
 class Signals:
@@ -76,11 +79,14 @@ class Signals:
         self._waiters: dict[str, set[_Subscription]] = {}
         self.origin = uuid.uuid4().hex
         self._listeners = 0
+        self._subscribed = 0
 
     @property
     def recheck_interval_s(self) -> float:
         """How long a waiter may sleep before re-reading what it waits on."""
-        return RECHECK_LISTENING_S if self._listeners else RECHECK_UNHEARD_S
+        if self._listeners:
+            return RECHECK_LISTENING_S
+        return max(RECHECK_UNHEARD_S, self._subscribed / RECHECK_BUDGET_PER_S)
 
     @contextlib.contextmanager
     def listening(self) -> Iterator[None]:
@@ -101,10 +107,12 @@ class Signals:
         sub = _Subscription(loop)
         with self._lock:
             self._waiters.setdefault(key, set()).add(sub)
+            self._subscribed += 1
         try:
             yield sub
         finally:
             with self._lock:
+                self._subscribed -= 1
                 subs = self._waiters.get(key)
                 if subs is not None:
                     subs.discard(sub)
