@@ -11,11 +11,11 @@ from datetime import datetime
 
 from service.config import Settings
 from service.kernel.kernel import RunOrchestrationKernel
-from service.kernel.phases import utc_now
-from service.kernel.signals import Signals
+from service.model.phases import utc_now
 from service.store.database import Database
 from service.store.leases import LeaseStore
 from service.store.runs import RunStore
+from service.store.signals import Signals
 
 
 class Authority:

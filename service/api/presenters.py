@@ -9,8 +9,8 @@ from uuid import UUID
 
 from fastapi.responses import JSONResponse
 
-from service.kernel.audit import DomainAck, ReconciliationResult, expectation_status
-from service.kernel.records import RunRecord
+from service.model.audit import DomainAck, ReconciliationResult, expectation_status
+from service.store.records import RunRecord
 
 INCIDENTS_DOMAIN = "incidents"
 

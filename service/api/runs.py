@@ -37,9 +37,9 @@ from service.api.schemas import (
 from service.authority import Authority
 from service.errors import GovernanceCheckError, InvalidRequest
 from service.kernel.kernel import AckSpec, RunOrchestrationKernel, create_rok
-from service.kernel.phases import RunPhase
-from service.kernel.signals import CLAIMABLE
+from service.model.phases import RunPhase
 from service.store.runs import RunFilter
+from service.store.signals import CLAIMABLE
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 

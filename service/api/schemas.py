@@ -22,9 +22,9 @@ from pydantic import (
 )
 
 from service.config import MAX_TIMEOUT_MS
-from service.kernel.audit import ExpectationStatus, ReconciliationStatus
 from service.kernel.kernel import MAX_ACK_BATCH
-from service.kernel.phases import RunPhase
+from service.model.audit import ExpectationStatus, ReconciliationStatus
+from service.model.phases import RunPhase
 
 Name = Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")
 Pair = tuple[str, str]

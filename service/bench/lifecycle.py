@@ -14,7 +14,7 @@ import uuid
 import httpx
 
 from service.bench.load import Recorder, timed
-from service.kernel.audit import DEFAULT_DOMAIN_EXPECTATIONS
+from service.model.audit import DEFAULT_DOMAIN_EXPECTATIONS
 
 HANDLER = "bench.noop"
 # Long enough that no check in the bench times out: a timeout would be a

@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
 from service.config import Settings
-from service.kernel.phases import utc_now
+from service.model.phases import utc_now
 from service.store.database import Database
 from service.store.tables import AutoId, UTCDateTime
 

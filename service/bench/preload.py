@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from service.kernel.audit import DEFAULT_DOMAIN_EXPECTATIONS, FINALIZE_RUN
+from service.model.audit import DEFAULT_DOMAIN_EXPECTATIONS, FINALIZE_RUN
 from service.store.listener import libpq_url
 
 CHUNK = 20_000

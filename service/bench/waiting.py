@@ -37,7 +37,7 @@ from service.bench.load import (
     timed,
 )
 from service.bench.server import ServerProcess, bench_settings, running, server_env
-from service.kernel.audit import DEFAULT_DOMAIN_EXPECTATIONS
+from service.model.audit import DEFAULT_DOMAIN_EXPECTATIONS
 
 WORKLOAD = "W4"
 DRIVE_CLIENTS = 32

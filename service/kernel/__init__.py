@@ -1,14 +1,6 @@
 """The kernel: phases, the audit contract and the authority that drives a run. No HTTP."""
 
 from service.errors import GovernanceCheckError, PhaseTransitionError
-from service.kernel.audit import (
-    AuditExpectation,
-    DomainAck,
-    ExpectationStatus,
-    ReconciliationResult,
-    ReconciliationStatus,
-    reconcile,
-)
 from service.kernel.kernel import (
     AckSpec,
     GovernanceOutcome,
@@ -16,7 +8,15 @@ from service.kernel.kernel import (
     RunSpec,
     create_rok,
 )
-from service.kernel.phases import (
+from service.model.audit import (
+    AuditExpectation,
+    DomainAck,
+    ExpectationStatus,
+    ReconciliationResult,
+    ReconciliationStatus,
+    reconcile,
+)
+from service.model.phases import (
     TERMINAL_PHASES,
     VALID_TRANSITIONS,
     PhaseContext,

@@ -25,7 +25,7 @@ from service.errors import (
     LeaseLost,
     PhaseTransitionError,
 )
-from service.kernel.audit import (
+from service.model.audit import (
     FINALIZE_RUN,
     ORCHESTRATOR_DOMAIN,
     DomainAck,
@@ -34,11 +34,13 @@ from service.kernel.audit import (
     default_contract,
     reconcile,
 )
-from service.kernel.phases import RunPhase, utc_now
-from service.kernel.records import GRANTED, RunRecord
-from service.kernel.signals import CLAIMABLE, ack_key
+from service.model.phases import RunPhase, utc_now
+from service.store.records import RunRecord
 from service.store.runs import NewRun, RunStore, RunTransaction
+from service.store.signals import CLAIMABLE, ack_key
 
+GRANTED = "GRANTED"
+"""The one authorization decision that lets a run proceed."""
 INCIDENT_ACTION = ("incidents", "create_incident")
 
 

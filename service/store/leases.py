@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select, update
 
 from service.errors import LeaseLost, RunNotFound
-from service.kernel.records import Lease, RunRecord
-from service.kernel.signals import CLAIMABLE
+from service.store.records import Lease, RunRecord
 from service.store.runs import RunStore, load_record
+from service.store.signals import CLAIMABLE
 from service.store.tables import runs
 
 

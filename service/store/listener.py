@@ -20,8 +20,8 @@ import threading
 import psycopg
 from sqlalchemy.engine import make_url
 
-from service.kernel.signals import Signals
 from service.store.runs import NOTIFY_CHANNEL, read_notice
+from service.store.signals import Signals
 
 log = logging.getLogger("rok.listener")
 APPLICATION_NAME = "rok-listener"  # how its connection shows in pg_stat_activity

@@ -42,16 +42,16 @@ from service.errors import (
     RunAlreadyExists,
     RunNotFound,
 )
-from service.kernel.audit import (
+from service.model.audit import (
     ORCHESTRATOR_DOMAIN,
     AuditExpectation,
     DomainAck,
     expectation_deadline,
 )
-from service.kernel.phases import PhaseTransition, RunPhase
-from service.kernel.records import HistoryEntry, Lease, RunRecord, RunRow
-from service.kernel.signals import CLAIMABLE, Signals, ack_key
+from service.model.phases import PhaseTransition, RunPhase
 from service.store.database import Database
+from service.store.records import HistoryEntry, Lease, RunRecord, RunRow
+from service.store.signals import CLAIMABLE, Signals, ack_key
 from service.store.tables import acks, expectations, runs, transitions
 
 NOTIFY_CHANNEL = "rok_signals"

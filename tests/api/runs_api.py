@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import httpx
 
 from service.api.schemas import RunOut
-from service.kernel.phases import TERMINAL_PHASES, VALID_TRANSITIONS, RunPhase
+from service.model.phases import TERMINAL_PHASES, VALID_TRANSITIONS, RunPhase
 
 DOMAIN_PAIRS: list[tuple[str, str]] = [
     ("incidents", "create_incident"),

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from service.kernel.kernel import MAX_ACK_BATCH
-from service.kernel.phases import RunPhase
+from service.model.phases import RunPhase
 from tests.api.runs_api import (
     DOMAIN_PAIRS,
     UNKNOWN_RUN,

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from service.api.limits import MAX_BODY_BYTES
 from service.config import MAX_TIMEOUT_MS
-from service.kernel.phases import RunPhase
+from service.model.phases import RunPhase
 from tests.api.runs_api import (
     DOMAIN_PAIRS,
     FINALIZE_RUN,

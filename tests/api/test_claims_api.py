@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from service.kernel.phases import RunPhase
+from service.model.phases import RunPhase
 from tests.api.runs_api import RunsApi, expect, parse_time
 from tests.api.test_bad_input import nothing_changes, refused, send
 

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from service.kernel.phases import TERMINAL_PHASES, RunPhase
+from service.model.phases import TERMINAL_PHASES, RunPhase
 from tests.api.runs_api import FINALIZE_RUN, RunsApi, assert_run_valid, pairs
 from tests.support.server import ServerProcess
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from service.kernel.phases import RunPhase
+from service.model.phases import RunPhase
 from tests.api.runs_api import DOMAIN_PAIRS, RunsApi
 from tests.support.server import running_server
 

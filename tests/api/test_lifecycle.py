@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from service.kernel.phases import RunPhase
+from service.model.phases import RunPhase
 from tests.api.runs_api import (
     DEFAULT_PAIRS,
     DOMAIN_PAIRS,

@@ -35,7 +35,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from service.kernel.phases import TERMINAL_PHASES, RunPhase
+from service.model.phases import TERMINAL_PHASES, RunPhase
 from tests.api.conftest import serve_in_process
 from tests.api.runs_api import (
     DOMAIN_PAIRS,

@@ -9,9 +9,9 @@ import pytest
 
 from service.authority import Authority
 from service.config import Settings
-from service.kernel.audit import ORCHESTRATOR_DOMAIN
 from service.kernel.kernel import RunOrchestrationKernel, create_rok
-from service.kernel.phases import RunPhase
+from service.model.audit import ORCHESTRATOR_DOMAIN
+from service.model.phases import RunPhase
 from service.store.runs import RunFilter
 from tests.kernel.invariants import assert_run_valid
 

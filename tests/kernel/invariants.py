@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from service.kernel.audit import FINALIZE_RUN
-from service.kernel.phases import VALID_TRANSITIONS, RunPhase
-from service.kernel.records import RunRecord
+from service.model.audit import FINALIZE_RUN
+from service.model.phases import VALID_TRANSITIONS, RunPhase
+from service.store.records import RunRecord
 
 
 def assert_history_valid(record: RunRecord) -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.kernel.audit import (
+from service.model.audit import (
     DEFAULT_DOMAIN_EXPECTATIONS,
     FINALIZE_RUN,
     AuditExpectation,

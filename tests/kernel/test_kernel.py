@@ -22,14 +22,14 @@ from service.errors import (
     RunAlreadyExists,
     RunNotFound,
 )
-from service.kernel.audit import (
+from service.kernel.kernel import MAX_ACK_BATCH, AckSpec, RunOrchestrationKernel, create_rok
+from service.model.audit import (
     DEFAULT_DOMAIN_EXPECTATIONS,
     FINALIZE_RUN,
     ReconciliationStatus,
 )
-from service.kernel.kernel import MAX_ACK_BATCH, AckSpec, RunOrchestrationKernel, create_rok
-from service.kernel.phases import TERMINAL_PHASES, RunPhase
-from service.kernel.records import RunRecord
+from service.model.phases import TERMINAL_PHASES, RunPhase
+from service.store.records import RunRecord
 from service.store.tables import runs as runs_table
 from tests.kernel.conftest import RunFactory, open_authority
 from tests.kernel.invariants import assert_run_valid, finalize_run_acks

@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from service.authority import Authority
 from service.errors import PhaseTransitionError
-from service.kernel.audit import FINALIZE_RUN
 from service.kernel.kernel import RunOrchestrationKernel
-from service.kernel.phases import TERMINAL_PHASES, RunPhase
+from service.model.audit import FINALIZE_RUN
+from service.model.phases import TERMINAL_PHASES, RunPhase
 from service.store.tables import acks
 from tests.kernel.conftest import RunFactory
 from tests.kernel.invariants import assert_run_valid

@@ -8,7 +8,7 @@ from datetime import UTC, timedelta
 import pytest
 
 from service.errors import PhaseTransitionError, RokError
-from service.kernel.phases import (
+from service.model.phases import (
     TERMINAL_PHASES,
     VALID_TRANSITIONS,
     PhaseContext,

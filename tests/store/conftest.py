@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from service.kernel.audit import default_contract
-from service.kernel.phases import utc_now
-from service.kernel.signals import Signals
+from service.model.audit import default_contract
+from service.model.phases import utc_now
 from service.store.database import Database
 from service.store.runs import NewRun, RunStore
+from service.store.signals import Signals
 
 
 @pytest.fixture

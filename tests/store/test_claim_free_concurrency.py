@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from service.errors import PhaseTransitionError, RunAlreadyExists
-from service.kernel.phases import RunPhase, utc_now
+from service.model.phases import RunPhase, utc_now
 from service.store.runs import RunStore
 from service.store.tables import acks, expectations, runs, transitions
 from tests.store.conftest import DEFAULT_CONTRACT, new_run

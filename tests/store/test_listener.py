@@ -16,16 +16,16 @@ import pytest
 from service.authority import Authority
 from service.config import Settings
 from service.kernel.kernel import create_rok
-from service.kernel.signals import (
+from service.store.listener import APPLICATION_NAME, NotificationListener, libpq_url
+from service.store.migrations import upgrade
+from service.store.runs import NOTIFY_CHANNEL, notice
+from service.store.signals import (
     CLAIMABLE,
     RECHECK_LISTENING_S,
     RECHECK_UNHEARD_S,
     Signals,
     ack_key,
 )
-from service.store.listener import APPLICATION_NAME, NotificationListener, libpq_url
-from service.store.migrations import upgrade
-from service.store.runs import NOTIFY_CHANNEL, notice
 from tests.support.databases import fresh_database
 
 pytestmark = pytest.mark.postgres

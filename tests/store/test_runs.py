@@ -21,11 +21,11 @@ from service.errors import (
     RunAlreadyExists,
     RunNotFound,
 )
-from service.kernel.audit import FINALIZE_RUN
-from service.kernel.phases import RunPhase, utc_now
-from service.kernel.signals import Signals
+from service.model.audit import FINALIZE_RUN
+from service.model.phases import RunPhase, utc_now
 from service.store.database import Database
 from service.store.runs import RunFilter, RunStore, encode_cursor
+from service.store.signals import Signals
 from service.store.tables import acks, expectations, transitions
 from tests.store.conftest import DEFAULT_CONTRACT, new_run
 

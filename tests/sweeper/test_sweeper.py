@@ -12,9 +12,9 @@ from sqlalchemy import Select, event
 from service.authority import Authority
 from service.config import Settings
 from service.errors import LeaseLost
-from service.kernel.audit import ReconciliationStatus
 from service.kernel.kernel import create_rok
-from service.kernel.phases import RunPhase
+from service.model.audit import ReconciliationStatus
+from service.model.phases import RunPhase
 from service.sweeper import Sweeper, expired_leases_query, passed_deadlines_query
 
 LEASE_MS = 1000

@@ -6,15 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from service.kernel.audit import (
+from service.model.audit import (
     AuditExpectation,
     DomainAck,
     ReconciliationResult,
     reconcile,
 )
-from service.kernel.phases import TERMINAL_PHASES, PhaseTransition, RunPhase
-
-GRANTED = "GRANTED"
+from service.model.phases import TERMINAL_PHASES, PhaseTransition, RunPhase
 
 
 @dataclass(frozen=True)

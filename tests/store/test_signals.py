@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from service.kernel.signals import (
+from service.store.signals import (
     RECHECK_BUDGET_PER_S,
     RECHECK_LISTENING_S,
     RECHECK_UNHEARD_S,
