@@ -14,6 +14,7 @@ first (a malformed variable, a schema behind the code).
 from __future__ import annotations
 
 import argparse
+import functools
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.bench.runner import register as register_bench
 from service.config import Settings
 from service.demo.cli import register as register_demo
+from service.domains.defaults import reference_domains
 from service.errors import RokError
 from service.store import migrations
 from service.worker.cli import register as register_worker
@@ -145,7 +147,8 @@ def _database_url(args: argparse.Namespace) -> str:
 COMMANDS: list[Registrar] = [
     register_serve,
     register_db,
-    register_worker,
+    # `rok worker` runs a handler dict with the reference domains: composed here, not in the pool
+    functools.partial(register_worker, default_domains=reference_domains),
     register_demo,
     register_bench,
 ]

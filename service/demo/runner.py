@@ -22,9 +22,8 @@ from typing import Any, TextIO
 import httpx
 
 from service.demo.handlers import HANDLERS
-from service.domains import IncidentsDomain, PoliciesDomain, TracesDomain, muted_by_input
-from service.worker.pool import WorkerPool
-from service.worker.results import RunResult
+from service.domains import IncidentsDomain, PoliciesDomain, TracesDomain
+from service.worker import RunResult, WorkerPool, muted_by_input
 
 POLICY_FILE = Path(__file__).with_name("policies.toml")
 DEFAULT_URL = "http://127.0.0.1:8000"

@@ -1,18 +1,19 @@
 """Reference governance domains: policies, traces (acked as `logs`) and incidents.
 
-Each is a plugin of the WorkerPool (see `service.domains.base.Domain`) that
-acks through POST /runs/{id}/acks; together they cover the default audit
-contract. Write your own by subclassing `Domain`.
+Each implements the WorkerPool's hook interface (`service.worker.Domain`)
+and acks through POST /runs/{id}/acks; together they cover the default audit
+contract. Write your own by subclassing `Domain`. The interface and its
+wrappers are re-exported here, where code using the reference domains has
+always found them.
 """
 
 from __future__ import annotations
 
-import os
-
-from service.domains.base import Domain, Muted, Wrapped, muted_by_input
+from service.domains.defaults import reference_domains
 from service.domains.incidents import IncidentsDomain
 from service.domains.policies import PoliciesDomain, PolicyError, PolicySet
 from service.domains.traces import TracesDomain
+from service.worker import Domain, Muted, Wrapped, muted_by_input
 
 __all__ = [
     "Domain",
@@ -26,15 +27,3 @@ __all__ = [
     "muted_by_input",
     "reference_domains",
 ]
-
-
-def reference_domains(
-    policy_file: str | os.PathLike[str] | None = None,
-    otlp_endpoint: str | None = None,
-) -> list[Domain]:
-    """Policies first (the authorizer consults it before anything), then traces, incidents."""
-    return [
-        PoliciesDomain(policy_file),
-        TracesDomain(otlp_endpoint),
-        IncidentsDomain(),
-    ]

@@ -10,11 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 
-from service.domains.base import Domain, Wrapped
-from service.worker.acks import AckChannel
-from service.worker.authorizer import Decision
-from service.worker.context import RunContext, Step
-from service.worker.outcome import Outcome
+from service.worker import AckChannel, Decision, Domain, Outcome, RunContext, Step, Wrapped
 
 
 class DomainFault(RuntimeError):

@@ -18,11 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from service.domains.base import Domain, first_line, new_id, now_iso, provenance
-from service.worker.acks import AckChannel
-from service.worker.authorizer import Decision
-from service.worker.context import RunContext
-from service.worker.outcome import Outcome, OutcomeKind
+from service.domains.evidence import first_line, new_id, now_iso, provenance
+from service.worker import AckChannel, Decision, Domain, Outcome, OutcomeKind, RunContext
 
 DOMAIN = "incidents"
 ACTION = "create_incident"

@@ -38,11 +38,16 @@ from typing import Any
 
 import yaml
 
-from service.domains.base import Domain, new_id, provenance
-from service.worker.acks import AckChannel
-from service.worker.authorizer import Decision
-from service.worker.context import Limits, RunContext
-from service.worker.outcome import Outcome, OutcomeKind
+from service.domains.evidence import new_id, provenance
+from service.worker import (
+    AckChannel,
+    Decision,
+    Domain,
+    Limits,
+    Outcome,
+    OutcomeKind,
+    RunContext,
+)
 
 log = logging.getLogger("rok.domains.policies")
 

@@ -23,12 +23,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from service.domains.base import Domain, iso, jsonable, provenance
+from service.domains.evidence import iso, jsonable, provenance
 from service.domains.otlp import OtlpExporter, exporter_for
-from service.worker.acks import AckChannel
-from service.worker.authorizer import Decision
-from service.worker.context import RunContext
-from service.worker.outcome import Outcome
+from service.worker import AckChannel, Decision, Domain, Outcome, RunContext
 
 log = logging.getLogger("rok.domains.traces")
 

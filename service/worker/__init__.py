@@ -8,13 +8,20 @@ def summarize(ctx):
     return "..."
 
 WorkerPool("http://127.0.0.1:8000", {"summarize": summarize}, concurrency=8).run()
+
+Domains plug into the pool through the hook interface named here (`Domain`,
+`Decision`, `AckChannel`, the wrappers); the reference ones are in
+service.domains, which depends on this package and never the other way.
 """
 
 from __future__ import annotations
 
-from service.worker.authorizer import GRANT, Authorizer, Decision
-from service.worker.client import Claim, Conflict, RokClient
+from service.worker.acks import AckChannel
+from service.worker.api_errors import Conflict
+from service.worker.authorizer import Authorizer
+from service.worker.client import Claim, RokClient
 from service.worker.context import Limits, RunContext, Step
+from service.worker.hooks import GRANT, Decision, Domain, Muted, Wrapped, muted_by_input
 from service.worker.outcome import (
     LeaseRevoked,
     Outcome,
@@ -29,12 +36,15 @@ from service.worker.results import RunResult
 
 __all__ = [
     "GRANT",
+    "AckChannel",
     "Authorizer",
     "Claim",
     "Conflict",
     "Decision",
+    "Domain",
     "LeaseRevoked",
     "Limits",
+    "Muted",
     "Outcome",
     "OutcomeKind",
     "PolicyViolation",
@@ -46,4 +56,6 @@ __all__ = [
     "Step",
     "WorkerPool",
     "WorkerShuttingDown",
+    "Wrapped",
+    "muted_by_input",
 ]

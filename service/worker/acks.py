@@ -19,7 +19,8 @@ import contextlib
 import logging
 from typing import Any
 
-from service.worker.client import AckBody, ApiError, RokClient, Run
+from service.worker.api_errors import ApiError
+from service.worker.client import AckBody, RokClient, Run
 
 log = logging.getLogger("rok.worker.acks")
 

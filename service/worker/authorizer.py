@@ -12,33 +12,13 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from service.worker.context import RunContext
-
-if TYPE_CHECKING:
-    from service.domains.base import Domain
+from service.worker.hooks import GRANT, Decision, Domain
 
 log = logging.getLogger("rok.worker")
 
-GRANTED = "GRANTED"
 AUTHORIZER_FAILED = "AUTHORIZER_FAILED"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What POST /runs/{id}/authorize is told: GRANTED, or any other value to deny."""
-
-    decision: str
-    reason: str | None = None
-
-    @property
-    def granted(self) -> bool:
-        return self.decision == GRANTED
-
-
-GRANT = Decision(GRANTED)
 
 Authorizer = Callable[[RunContext], "Decision | Awaitable[Decision]"]
 """Sync or async; gets the run's context (handler, input, attempt) before it executes."""

@@ -1,8 +1,9 @@
 """`rok worker --app module:object --concurrency N --url URL`.
 
-`object` is either a dict of handlers ({name: callable}), run with the three
-reference domains, or a factory called as `factory(url=..., concurrency=...)`
-that returns a configured WorkerPool.
+`object` is either a dict of handlers ({name: callable}), run with the
+default domains of the `rok` command (the three reference domains), or a
+factory called as `factory(url=..., concurrency=...)` that returns a
+configured WorkerPool.
 """
 
 from __future__ import annotations
@@ -12,21 +13,32 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from service.domains import reference_domains
+from service.worker.hooks import Domain
 from service.worker.pool import WorkerPool
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+
+DomainFactory = Callable[[str | None], Sequence[Domain]]
+"""Builds the domains a handler-dict app runs with, from --policies (a rules file or None).
+
+The command is handed one by the program that registers it (service.cli,
+`python -m service.worker`): the worker package itself names no domain
+implementation.
+"""
 
 
 class AppError(ValueError):
     """--app names something that is not a handler dict nor a WorkerPool factory."""
 
 
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the `worker` command to a `rok` argparse subparsers object."""
+def register(subparsers: Any, default_domains: DomainFactory) -> argparse.ArgumentParser:
+    """Add the `worker` command to a `rok` argparse subparsers object.
+
+    `default_domains` builds the domains of a handler-dict app unless --no-domains.
+    """
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "worker",
         help="run a WorkerPool that claims and drives runs",
@@ -39,12 +51,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--worker-id", default=None, help="default: host/pid/random")
     parser.add_argument("--lease-ms", type=_positive, default=15_000)
     parser.add_argument("--policies", default=None, help="policy rules file (TOML or YAML)")
-    parser.add_argument(
-        "--no-domains", action="store_true", help="run without the reference domains"
-    )
+    parser.add_argument("--no-domains", action="store_true", help="run without the default domains")
     parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds (SIGTERM)")
     parser.add_argument("--log-level", default="INFO")
-    parser.set_defaults(func=run_worker_command)
+    parser.set_defaults(func=run_worker_command, default_domains=default_domains)
     return parser
 
 
@@ -67,13 +77,14 @@ def load_app(args: argparse.Namespace) -> WorkerPool:
     if isinstance(target, WorkerPool):
         return target
     if isinstance(target, Mapping):
+        default_domains: DomainFactory = args.default_domains
         return WorkerPool(
             args.url,
             dict(target),
             concurrency=args.concurrency,
             worker_id=args.worker_id,
             lease_ms=args.lease_ms,
-            domains=[] if args.no_domains else reference_domains(args.policies),
+            domains=[] if args.no_domains else default_domains(args.policies),
             drain_timeout_s=args.drain_timeout,
         )
     if callable(target):
@@ -107,10 +118,10 @@ def _positive(text: str) -> int:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m service.worker`, until the `rok` command wires in `register`."""
+def main(argv: list[str] | None, default_domains: DomainFactory) -> int:
+    """`python -m service.worker`: the `worker` command alone."""
     parser = argparse.ArgumentParser(prog="rok")
-    register(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True), default_domains)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

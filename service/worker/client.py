@@ -1,80 +1,32 @@
-"""A small typed async client for the rok REST API, with retry and backoff.
+"""A small typed async client for the rok REST API: one method per endpoint.
 
-What it promises its callers (the pool, the domains, the demo):
-- Transport errors and 5xx answers are retried with capped exponential
-  backoff and jitter, for as long as `retry_timeout_s` allows (forever by
-  default: a worker outlives a restarting service; its lease tells the service
-  whether to wait for it).
-- A retried call never applies twice. A request that may have reached the
-  service before it failed (the response was lost, or a 5xx) is *ambiguous*:
-  before sending it again, and again when the resend answers 409, the client
-  reads the run back and asks the caller's `applied` test whether the first
-  send already landed. Lifecycle moves are guarded by the phase machine anyway
-  (a second send gets 409); acks are not (a second ack is drift), so this read
-  back is what keeps a lost response from becoming a duplicate.
-- A 409 that follows no ambiguity is final and raised as `Conflict`: the
-  caller lost the run (its lease was fenced, or the phase moved). It is never
-  retried.
+Every call goes through `service.worker.retries`, which retries what failed
+and, after a send that may have landed, reads the run back instead of
+applying it twice; each method here supplies that read back: how its own
+effect is recognised on the run (the phase a move lands in, an ack recorded).
+What the client raises is in `service.worker.api_errors`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import random
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-log = logging.getLogger("rok.worker.client")
+from service.worker.api_errors import ApiError
+from service.worker.retries import Backoff, RetryingSender
 
 Run = dict[str, Any]
+"""A run as the API returns it (RunOut in service/api/schemas.py)."""
 # one ack as POST /runs/{id}/acks takes it: domain, action, result_id, error, details
 AckBody = dict[str, Any]
-"""A run as the API returns it (RunOut in service/api/schemas.py)."""
 
 TERMINAL = frozenset({"COMPLETED", "FAILED"})
 LEASE_HEADER = "X-Lease-Token"
-
-# Requests that never left this process can be resent blindly.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-class ClientError(Exception):
-    """Root of the errors this client raises."""
-
-
-class ApiError(ClientError):
-    """The service refused the request (4xx other than 404/409): a bug in the caller."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"HTTP {status}: {detail}")
-        self.status = status
-        self.detail = detail
-
-
-class Conflict(ApiError):
-    """409: the lease was fenced or the phase machine forbids the move. Never retried."""
-
-    def __init__(self, detail: str, current_phase: str | None) -> None:
-        super().__init__(409, detail)
-        self.current_phase = current_phase
-
-
-class RunMissing(ApiError):
-    """404: no run with that id."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(404, detail)
-
-
-class ServiceUnavailable(ClientError):
-    """The service could not be reached within `retry_timeout_s`."""
 
 
 @dataclass(frozen=True)
@@ -86,20 +38,6 @@ class Claim:
     @property
     def run_id(self) -> str:
         return str(self.run["id"])
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff with full jitter (no thundering herd after a restart)."""
-
-    first_s: float = 0.05
-    cap_s: float = 2.0
-
-    def delay(self, retry: int) -> float:
-        return random.uniform(0, min(self.cap_s, self.first_s * 2 ** min(retry, 16)))
-
-
-Confirm = Callable[[], Awaitable[Any | None]]
 
 
 class RokClient:
@@ -115,13 +53,13 @@ class RokClient:
     ) -> None:
         self.url = url.rstrip("/")
         self._timeout_s = timeout_s
-        self._retry_timeout_s = retry_timeout_s
-        self._backoff = backoff or Backoff()
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        self._http = httpx.AsyncClient(
-            base_url=self.url, timeout=timeout_s, limits=limits, transport=transport
+        self._sender = RetryingSender(
+            self.url,
+            timeout_s=timeout_s,
+            retry_timeout_s=retry_timeout_s,
+            backoff=backoff or Backoff(),
+            max_connections=max_connections,
+            transport=transport,
         )
 
     async def __aenter__(self) -> RokClient:
@@ -136,24 +74,24 @@ class RokClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._sender.aclose()
 
     # -- runs -------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
-        return _json(await self._send("GET", "/healthz"))
+        return _json(await self._sender.send("GET", "/healthz"))
 
     async def create_run(self, **body: Any) -> Run:
         """POST /runs. Without an idempotency_key a lost response can create a twin;
         pass one when that matters (the demo does)."""
-        return _json(await self._send("POST", "/runs", json=body))
+        return _json(await self._sender.send("POST", "/runs", json=body))
 
     async def get_run(self, run_id: str) -> Run:
-        return _json(await self._send("GET", f"/runs/{run_id}"))
+        return _json(await self._sender.send("GET", f"/runs/{run_id}"))
 
     async def list_runs(self, **query: Any) -> dict[str, Any]:
         params = {k: v for k, v in query.items() if v is not None}
-        return _json(await self._send("GET", "/runs", params=params))
+        return _json(await self._sender.send("GET", "/runs", params=params))
 
     # -- leases -----------------------------------------------------------------
 
@@ -178,7 +116,7 @@ class RokClient:
         }
         if handlers is not None:
             body["handlers"] = sorted(handlers)
-        response = await self._send(
+        response = await self._sender.send(
             "POST", "/runs/claim", json=body, timeout_s=wait_ms / 1000 + self._timeout_s
         )
         if response.status_code == 204:
@@ -192,7 +130,7 @@ class RokClient:
     ) -> dict[str, Any]:
         """Extend the lease by lease_ms; Conflict once it is no longer ours."""
         body = {"worker_id": worker_id, "lease_ms": lease_ms}
-        response = await self._send(
+        response = await self._sender.send(
             "POST", f"/runs/{run_id}/heartbeat", json=body, headers=_lease(token)
         )
         return _json(response)
@@ -257,7 +195,7 @@ class RokClient:
 
         # the service's own ROK_GOVERNANCE_TIMEOUT_MS is unknown here: allow a long wait
         wait_s = (timeout_ms or 300_000) / 1000
-        response = await self._send(
+        response = await self._sender.send(
             "POST",
             f"/runs/{run_id}/governance-check",
             json=body,
@@ -315,7 +253,7 @@ class RokClient:
                     return dict(recorded)
             return None
 
-        response = await self._send(
+        response = await self._sender.send(
             "POST", f"/runs/{run_id}/acks", json=body, confirm=already_recorded
         )
         if isinstance(response, dict):
@@ -334,7 +272,7 @@ class RokClient:
                 return None
             return [recorded[keys.index(key)] for key in wanted]
 
-        response = await self._send(
+        response = await self._sender.send(
             "POST",
             f"/runs/{run_id}/acks/batch",
             json={"acks": list(acks)},
@@ -358,7 +296,7 @@ class RokClient:
             run = await self.get_run(run_id)
             return run if run["phase"] in lands_in else None
 
-        response = await self._send(
+        response = await self._sender.send(
             "POST",
             f"/runs/{run_id}/{step}",
             json=body,
@@ -368,66 +306,6 @@ class RokClient:
         if isinstance(response, dict):
             return response
         return _json(response)
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        timeout_s: float | None = None,
-        confirm: Confirm | None = None,
-    ) -> Any:
-        """Send with retries; returns the response, or what `confirm` found."""
-        started = time.monotonic()
-        retry = 0
-        ambiguous = False
-        while True:
-            if ambiguous and confirm is not None:
-                found = await self._confirm(confirm)
-                if found is not None:
-                    return found
-            try:
-                response = await self._http.request(
-                    method,
-                    path,
-                    json=json,
-                    params=params,
-                    headers=headers,
-                    timeout=timeout_s if timeout_s is not None else self._timeout_s,
-                )
-            except httpx.TransportError as exc:
-                ambiguous = ambiguous or not isinstance(exc, _NOT_SENT)
-                why = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code < 500:
-                    if response.status_code == 409 and ambiguous and confirm is not None:
-                        found = await self._confirm(confirm)
-                        if found is not None:
-                            return found
-                    _raise_for_status(response)
-                    return response
-                ambiguous = True  # the service may have committed before it failed
-                why = f"HTTP {response.status_code}"
-            retry += 1
-            waited = time.monotonic() - started
-            if self._retry_timeout_s is not None and waited >= self._retry_timeout_s:
-                raise ServiceUnavailable(
-                    f"{method} {path} failed for {waited:.1f}s ({retry} tries): {why}"
-                )
-            if retry == 1 or retry % 10 == 0:
-                log.warning("%s %s failed (%s); retrying (try %d)", method, path, why, retry)
-            await asyncio.sleep(self._backoff.delay(retry))
-
-    @staticmethod
-    async def _confirm(confirm: Confirm) -> Any | None:
-        try:
-            return await confirm()
-        except (httpx.TransportError, ApiError) as exc:
-            log.debug("read-back after an ambiguous request failed: %s", exc)
-            return None
 
 
 def _lease(token: str | None) -> dict[str, str] | None:
@@ -439,20 +317,3 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(response.status_code, f"expected a JSON object, got {data!r:.200}")
     return data
-
-
-def _raise_for_status(response: httpx.Response) -> None:
-    status = response.status_code
-    if status < 400:
-        return
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    detail = str(body.get("detail", response.text)) if isinstance(body, dict) else response.text
-    if status == 409:
-        current = body.get("current_phase") if isinstance(body, dict) else None
-        raise Conflict(detail, current)
-    if status == 404:
-        raise RunMissing(detail)
-    raise ApiError(status, detail)

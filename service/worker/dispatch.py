@@ -12,14 +12,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from service.worker.acks import AckChannel
 from service.worker.context import RunContext
+from service.worker.hooks import Domain
 from service.worker.outcome import describe_exception
-
-if TYPE_CHECKING:  # the domains import the worker's types: only a type here, no cycle
-    from service.domains.base import Domain
 
 log = logging.getLogger("rok.worker.domains")
 

@@ -20,20 +20,19 @@ import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from service.worker.acks import AckChannel
-from service.worker.authorizer import GRANTED, Authorizer, decide
-from service.worker.client import TERMINAL, Claim, Conflict, RokClient, Run, RunMissing
+from service.worker.api_errors import Conflict, RunMissing
+from service.worker.authorizer import Authorizer, decide
+from service.worker.client import TERMINAL, Claim, RokClient, Run
 from service.worker.context import Limits, RunContext
 from service.worker.dispatch import DomainDispatcher
 from service.worker.execution import Handler, execute
+from service.worker.hooks import GRANTED, Domain
 from service.worker.lease import LeaseKeeper
 from service.worker.outcome import Outcome, OutcomeKind
 from service.worker.results import RunResult
-
-if TYPE_CHECKING:
-    from service.domains.base import Domain
 
 log = logging.getLogger("rok.worker")
 

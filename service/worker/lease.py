@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from service.worker.client import ApiError, Conflict, RokClient, RunMissing
+from service.worker.api_errors import ApiError, Conflict, RunMissing
+from service.worker.client import RokClient
 from service.worker.context import RunContext
 from service.worker.outcome import LeaseRevoked, RunCancelled
 

@@ -28,19 +28,18 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from service.config import Settings
+from service.worker.api_errors import ApiError, ServiceUnavailable
 from service.worker.authorizer import Authorizer, grant_all
-from service.worker.client import ApiError, Claim, RokClient, ServiceUnavailable
+from service.worker.client import Claim, RokClient
 from service.worker.context import RunContext
 from service.worker.driver import DriverSettings, RunDriver
 from service.worker.execution import Handler
+from service.worker.hooks import Domain
 from service.worker.outcome import WorkerShuttingDown
 from service.worker.results import RunResult
-
-if TYPE_CHECKING:
-    from service.domains.base import Domain
 
 log = logging.getLogger("rok.worker")
 
@@ -67,7 +66,7 @@ class WorkerPool:
         worker_id: str | None = None,
         lease_ms: int = 15_000,
         authorizer: Authorizer | None = None,
-        domains: Sequence[Domain] | None = None,
+        domains: Sequence[Domain] = (),
         rok_enabled: bool | None = None,
         *,
         claim_wait_ms: int = 2_000,
@@ -77,8 +76,11 @@ class WorkerPool:
         drain_timeout_s: float = 30.0,
         on_result: ResultCallback | None = None,
     ) -> None:
-        """`domains=None` runs the three reference domains (no policy file); `[]` none.
+        """`domains`: the hooks every run goes through, in this order; none by default.
 
+        The pool runs exactly the domains it is given: which ones a deployment
+        runs (`rok worker` and the demo: the reference domains) is decided
+        where the pool is built, so the worker depends on no implementation.
         `rok_enabled=None` reads ROK_ENABLED; `governance_timeout_ms=None` lets
         the service use its ROK_GOVERNANCE_TIMEOUT_MS.
         """
@@ -90,7 +92,7 @@ class WorkerPool:
         self.handlers = dict(handlers)
         self.concurrency = concurrency
         self.worker_id = worker_id or default_worker_id()
-        self.domains = list(_reference_domains() if domains is None else domains)
+        self.domains = list(domains)
         self.authorizer = authorizer or grant_all
         self.claim_wait_ms = claim_wait_ms
         self.drain_timeout_s = drain_timeout_s
@@ -362,9 +364,3 @@ class WorkerPool:
         if self._claimer is not None:
             tasks.add(self._claimer)
         return {task for task in tasks if not task.done()}
-
-
-def _reference_domains() -> list[Domain]:
-    from service.domains import reference_domains
-
-    return reference_domains()

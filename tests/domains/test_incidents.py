@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.domains.incidents import IncidentsDomain
-from service.worker.authorizer import Decision
-from service.worker.outcome import Outcome, OutcomeKind
+from service.worker import Decision, Outcome, OutcomeKind
 from tests.worker.fakes import FakeAcks, make_context
 
 

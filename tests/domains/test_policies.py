@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.domains.policies import DENIED_BY_POLICY, PoliciesDomain, PolicyError, PolicySet
-from service.worker.authorizer import Decision
-from service.worker.context import Limits
-from service.worker.outcome import Outcome, OutcomeKind
+from service.worker import Decision, Limits, Outcome, OutcomeKind
 from tests.worker.fakes import FakeAcks, make_context
 
 RULES_TOML = """

@@ -12,8 +12,7 @@ import pytest
 
 from service.domains.otlp import exporter_for
 from service.domains.traces import TracesDomain
-from service.worker.authorizer import Decision
-from service.worker.outcome import Outcome
+from service.worker import Decision, Outcome
 from tests.worker.fakes import FakeAcks, make_context
 
 

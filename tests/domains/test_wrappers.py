@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from service.domains import IncidentsDomain, PoliciesDomain, PolicySet, muted_by_input
-from service.domains.base import Muted
-from service.worker.context import Limits
-from service.worker.outcome import Outcome
+from service.domains import IncidentsDomain, PoliciesDomain, PolicySet
+from service.worker import Limits, Muted, Outcome, muted_by_input
 from tests.worker.fakes import FakeAcks, make_context
 
 

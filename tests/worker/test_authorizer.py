@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from service.domains import PoliciesDomain, PolicySet
-from service.domains.base import Domain
-from service.worker.authorizer import AUTHORIZER_FAILED, GRANT, Decision, decide
+from service.worker.authorizer import AUTHORIZER_FAILED, decide
 from service.worker.context import RunContext
+from service.worker.hooks import GRANT, Decision, Domain
 from tests.worker.fakes import make_context
 
 

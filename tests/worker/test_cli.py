@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 import pytest
 
-from service.domains import IncidentsDomain, PoliciesDomain, TracesDomain
 from service.worker.cli import AppError, load_app, register
+from service.worker.hooks import Domain
 from service.worker.pool import WorkerPool
 
 handlers = {"job": lambda ctx: "ok"}
 not_an_app = 42
+
+
+class Named(Domain):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def default_domains(policy_file: str | None) -> Sequence[Domain]:
+    """Stands in for the reference domains the `rok` command composes."""
+    return [Named("first"), Named(f"policies from {policy_file}")]
 
 
 def factory(url: str, concurrency: int) -> WorkerPool:
@@ -24,17 +35,18 @@ def wrong_factory(url: str, concurrency: int) -> str:
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="rok")
-    register(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True), default_domains)
     return parser.parse_args(["worker", *argv])
 
 
-def test_a_handler_dict_runs_with_the_reference_domains() -> None:
+def test_a_handler_dict_runs_with_the_default_domains_of_the_command() -> None:
     args = parse("--app", f"{__name__}:handlers", "--url", "http://rok:9", "--concurrency", "3")
     pool = load_app(args)
     assert pool.url == "http://rok:9" and pool.concurrency == 3
     assert list(pool.handlers) == ["job"]
-    kinds = [type(d) for d in pool.domains]
-    assert kinds == [PoliciesDomain, TracesDomain, IncidentsDomain]
+    assert [d.name for d in pool.domains] == ["first", "policies from None"]
+    with_rules = load_app(parse("--app", f"{__name__}:handlers", "--policies", "rules.toml"))
+    assert [d.name for d in with_rules.domains] == ["first", "policies from rules.toml"]
     assert load_app(parse("--app", f"{__name__}:handlers", "--no-domains")).domains == []
 
 

@@ -16,13 +16,9 @@ import httpx
 import pytest
 
 from service.worker.acks import AckChannel
-from service.worker.client import (
-    Backoff,
-    Conflict,
-    RokClient,
-    RunMissing,
-    ServiceUnavailable,
-)
+from service.worker.api_errors import Conflict, RunMissing, ServiceUnavailable
+from service.worker.client import RokClient
+from service.worker.retries import Backoff
 
 RUN_ID = "6f1c9f5e-8d7a-4f55-9a43-4b9d0a0c2f11"
 FAST = Backoff(first_s=0.001, cap_s=0.002)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from service.domains.base import Domain
 from service.domains.faults import Hanging, Raising
 from service.domains.incidents import IncidentsDomain
 from service.domains.traces import TracesDomain
 from service.worker.acks import AckChannel
 from service.worker.context import RunContext
 from service.worker.dispatch import DomainDispatcher
+from service.worker.hooks import Domain
 from service.worker.outcome import Outcome
 from tests.worker.fakes import FakeAcks, make_context
 

@@ -1,0 +1,139 @@
+"""Sending a request to the rok API until it is answered, and never applying it twice.
+
+- Transport errors and 5xx answers are retried with capped exponential
+  backoff and jitter, for as long as `retry_timeout_s` allows (forever by
+  default: a worker outlives a restarting service; its lease tells the service
+  whether to wait for it).
+- A retried call never applies twice. A request that may have reached the
+  service before it failed (the response was lost, or a 5xx) is *ambiguous*:
+  before sending it again, and again when the resend answers 409, the sender
+  reads the run back through the caller's `confirm` test, which says whether
+  the first send already landed. Lifecycle moves are guarded by the phase
+  machine anyway (a second send gets 409); acks are not (a second ack is
+  drift), so this read back is what keeps a lost response from becoming a
+  duplicate.
+- A 409 that follows no ambiguity is final and raised as `Conflict`: the
+  caller lost the run (its lease was fenced, or the phase moved). It is never
+  retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from service.worker.api_errors import ApiError, ServiceUnavailable, raise_for_status
+
+log = logging.getLogger("rok.worker.client")
+
+# Requests that never left this process can be resent blindly.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+Confirm = Callable[[], Awaitable[Any | None]]
+"""Reads the run back after an ambiguous send: what the first send produced if it
+landed (returned to the caller in place of the response), else None."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with full jitter (no thundering herd after a restart)."""
+
+    first_s: float = 0.05
+    cap_s: float = 2.0
+
+    def delay(self, retry: int) -> float:
+        return random.uniform(0, min(self.cap_s, self.first_s * 2 ** min(retry, 16)))
+
+
+class RetryingSender:
+    """One connection pool to the service, and the retry rules above on every request."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float,
+        retry_timeout_s: float | None,
+        backoff: Backoff,
+        max_connections: int,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self._timeout_s = timeout_s
+        self._retry_timeout_s = retry_timeout_s
+        self._backoff = backoff
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._http = httpx.AsyncClient(
+            base_url=url, timeout=timeout_s, limits=limits, transport=transport
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+        confirm: Confirm | None = None,
+    ) -> Any:
+        """Send with retries; returns the response, or what `confirm` found."""
+        started = time.monotonic()
+        retry = 0
+        ambiguous = False
+        while True:
+            if ambiguous and confirm is not None:
+                found = await self._confirm(confirm)
+                if found is not None:
+                    return found
+            try:
+                response = await self._http.request(
+                    method,
+                    path,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=timeout_s if timeout_s is not None else self._timeout_s,
+                )
+            except httpx.TransportError as exc:
+                ambiguous = ambiguous or not isinstance(exc, _NOT_SENT)
+                why = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code < 500:
+                    if response.status_code == 409 and ambiguous and confirm is not None:
+                        found = await self._confirm(confirm)
+                        if found is not None:
+                            return found
+                    raise_for_status(response)
+                    return response
+                ambiguous = True  # the service may have committed before it failed
+                why = f"HTTP {response.status_code}"
+            retry += 1
+            waited = time.monotonic() - started
+            if self._retry_timeout_s is not None and waited >= self._retry_timeout_s:
+                raise ServiceUnavailable(
+                    f"{method} {path} failed for {waited:.1f}s ({retry} tries): {why}"
+                )
+            if retry == 1 or retry % 10 == 0:
+                log.warning("%s %s failed (%s); retrying (try %d)", method, path, why, retry)
+            await asyncio.sleep(self._backoff.delay(retry))
+
+    @staticmethod
+    async def _confirm(confirm: Confirm) -> Any | None:
+        try:
+            return await confirm()
+        except (httpx.TransportError, ApiError) as exc:
+            log.debug("read-back after an ambiguous request failed: %s", exc)
+            return None
