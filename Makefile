@@ -1,4 +1,5 @@
-# rok: `make run` serves on 127.0.0.1:8000, `make test` runs the suite, `make check` is what CI runs.
+# rok: `make run` serves on 127.0.0.1:8000, `make test` runs the suite, `make lint` the
+# linters; CI (.ci/run) runs `make lint` and then `make test`, as `make check` does.
 # Every target installs the virtualenv first if pyproject.toml changed since it was built.
 
 PYTHON ?= python3
@@ -27,10 +28,12 @@ run: venv
 test: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# ruff, the formatter, mypy (service and tests) and the import layers (pyproject.toml)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff check --fix .

@@ -15,23 +15,15 @@ Per tick:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import Select, select, text
 
 from service.authority import Authority
 from service.errors import RokError
-from service.store.tables import LIVE_RUN, runs
+from service.store.sweeps import SweepStore
 
 log = logging.getLogger("rok.sweeper")
-
-SWEEP_BATCH = 200
-# Arbitrary, fixed: the key of the advisory lock that elects the sweeping replica.
-SWEEPER_LOCK_KEY = 0x524F4B53  # "ROKS"
 
 
 @dataclass
@@ -46,42 +38,14 @@ class SweepReport:
         return len(self.released) + len(self.failed_worker_lost) + len(self.failed_stale)
 
 
-def expired_leases_query(now: datetime) -> Select[Any]:
-    """Leased runs whose lease ran out, oldest first (reads ix_runs_lease_expiry)."""
-    return (
-        select(runs.c.id, runs.c.lease_worker_id, runs.c.lease_expires_at)
-        .where(runs.c.lease_expires_at.is_not(None), runs.c.lease_expires_at <= now)
-        .order_by(runs.c.lease_expires_at)
-        .limit(SWEEP_BATCH)
-    )
-
-
-def passed_deadlines_query(now: datetime) -> Select[Any]:
-    """Live runs past their finalize_run deadline (reads ix_runs_live_deadline).
-
-    The live condition is the index's own text: with `phase NOT IN (?, ?)`
-    SQLite cannot prove the index applies and scans every finished run, each
-    tick, which grows with the history the deployment keeps.
-    """
-    return (
-        select(runs.c.id, runs.c.phase, runs.c.finalize_deadline)
-        .where(
-            text(LIVE_RUN),
-            runs.c.finalize_deadline.is_not(None),
-            runs.c.finalize_deadline <= now,
-        )
-        .order_by(runs.c.finalize_deadline)
-        .limit(SWEEP_BATCH)
-    )
-
-
 class Sweeper:
     def __init__(self, authority: Authority) -> None:
         self.authority = authority
+        self.reads = SweepStore(authority.database)
 
     def tick(self, now: datetime) -> SweepReport:
         report = SweepReport()
-        with self._elected() as elected:
+        with self.reads.elected() as elected:
             if not elected:
                 report.skipped = True
                 return report
@@ -90,9 +54,7 @@ class Sweeper:
         return report
 
     def _sweep_expired_leases(self, now: datetime, report: SweepReport) -> None:
-        with self.authority.database.read() as conn:
-            expired = conn.execute(expired_leases_query(now)).all()
-        for run_id, worker_id, expires_at in expired:
+        for run_id, worker_id, expires_at in self.reads.expired_leases(now):
             why = f"worker lost: lease of worker {worker_id} expired at {expires_at.isoformat()}"
             kernel = self.authority.kernel(run_id, now=now)
             try:
@@ -110,9 +72,7 @@ class Sweeper:
                 log.info("sweeper skipped run %s: %s", run_id, exc)
 
     def _sweep_passed_deadlines(self, now: datetime, report: SweepReport) -> None:
-        with self.authority.database.read() as conn:
-            overdue = conn.execute(passed_deadlines_query(now)).all()
-        for run_id, phase, deadline in overdue:
+        for run_id, phase, deadline in self.reads.passed_deadlines(now):
             why = (
                 f"stale: finalize_run deadline {deadline.isoformat()} passed "
                 f"while the run was in {phase}"
@@ -122,31 +82,6 @@ class Sweeper:
                 report.failed_stale.append(run_id)
             except RokError as exc:
                 log.info("sweeper skipped run %s: %s", run_id, exc)
-
-    @contextlib.contextmanager
-    def _elected(self):  # type: ignore[no-untyped-def]
-        """True on the one replica holding the sweeper lock (always on SQLite)."""
-        database = self.authority.database
-        if not database.is_postgres:
-            yield True
-            return
-        with database.engine.connect() as conn:
-            # one sweeper per schema: deployments (and test runs) sharing a
-            # database in separate schemas do not elect each other's sweeper
-            got = conn.execute(
-                text("SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))"),
-                {"key": SWEEPER_LOCK_KEY},
-            ).scalar()
-            conn.commit()
-            try:
-                yield bool(got)
-            finally:
-                if got:
-                    conn.execute(
-                        text("SELECT pg_advisory_unlock(:key, hashtext(current_schema()))"),
-                        {"key": SWEEPER_LOCK_KEY},
-                    )
-                    conn.commit()
 
     async def run_forever(self) -> None:
         interval = self.authority.settings.sweep_interval_ms / 1000.0

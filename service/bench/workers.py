@@ -80,11 +80,13 @@ async def _with_pool(
     body: Callable[[], Awaitable[None]],
 ) -> float:
     """Run the pool while `body()` runs, until every expected run is done; return seconds."""
+    from service.domains.defaults import reference_domains
     from service.worker import WorkerPool
 
     pool = WorkerPool(
         server.base_url,
         {lifecycle.HANDLER: observed.handler},
+        domains=reference_domains(),
         concurrency=concurrency,
         rok_enabled=rok_enabled,
         on_result=observed.on_result,

@@ -1,13 +1,12 @@
-"""The kernel: phases, the audit contract and the authority that drives a run. No HTTP."""
+"""The kernel: the authority that drives one run through its phases. No HTTP.
+
+The phase table and the audit contract are plain values in service.model;
+their names stay importable from here, where the seed had them.
+"""
 
 from service.errors import GovernanceCheckError, PhaseTransitionError
-from service.kernel.kernel import (
-    AckSpec,
-    GovernanceOutcome,
-    RunOrchestrationKernel,
-    RunSpec,
-    create_rok,
-)
+from service.kernel.kernel import RunOrchestrationKernel, create_rok
+from service.kernel.spec import AckSpec, GovernanceOutcome, RunSpec
 from service.model.audit import (
     AuditExpectation,
     DomainAck,
@@ -19,8 +18,6 @@ from service.model.audit import (
 from service.model.phases import (
     TERMINAL_PHASES,
     VALID_TRANSITIONS,
-    PhaseContext,
-    PhaseStateMachine,
     PhaseTransition,
     RunPhase,
 )
@@ -34,8 +31,6 @@ __all__ = [
     "ExpectationStatus",
     "GovernanceCheckError",
     "GovernanceOutcome",
-    "PhaseContext",
-    "PhaseStateMachine",
     "PhaseTransition",
     "PhaseTransitionError",
     "ReconciliationResult",

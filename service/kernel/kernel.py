@@ -7,92 +7,31 @@ A kernel rebuilt for the same run id sees exactly what the last one left.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
-import json
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from service.config import Settings
-from service.errors import (
-    GovernanceCheckError,
-    InvalidRequest,
-    LeaseLost,
-    PhaseTransitionError,
+from service.errors import InvalidRequest, PhaseTransitionError
+from service.kernel.governance import CHECK_NEEDS, AckWait, judge
+from service.kernel.rules import (
+    check_lease,
+    clock_start,
+    require_governance,
+    require_phase,
+    terminate,
 )
-from service.model.audit import (
-    FINALIZE_RUN,
-    ORCHESTRATOR_DOMAIN,
-    DomainAck,
-    ReconciliationResult,
-    custom_contract,
-    default_contract,
-    reconcile,
-)
+from service.kernel.spec import GRANTED, AckSpec, GovernanceOutcome, RunSpec, check_batch
+from service.model.audit import DomainAck, ReconciliationResult
 from service.model.phases import RunPhase, utc_now
-from service.store.records import RunRecord
-from service.store.runs import NewRun, RunStore, RunTransaction
-from service.store.signals import CLAIMABLE, ack_key
+from service.store.records import RunChanges, RunRecord
+from service.store.runs import RunStore
+from service.store.signals import CLAIMABLE
+from service.store.transaction import RunTransaction
 
-GRANTED = "GRANTED"
-"""The one authorization decision that lets a run proceed."""
 INCIDENT_ACTION = ("incidents", "create_incident")
-
-
-@dataclass(frozen=True)
-class GovernanceOutcome:
-    passed: bool
-    reconciliation: ReconciliationResult
-
-
-@dataclass(frozen=True)
-class AckSpec:
-    """One ack as a domain sends it (the kernel adds the time and whether it is late)."""
-
-    domain: str
-    action: str
-    result_id: str | None = None
-    error: str | None = None
-    details: dict[str, Any] | None = None
-
-
-MAX_ACK_BATCH = 100
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What a run is created with; everything optional has a default from Settings."""
-
-    tenant_id: str | None = None
-    handler: str | None = None
-    input: Any = None
-    run_timeout_ms: int | None = None
-    expectations: Sequence[tuple[str, str, int | None]] | None = None
-    idempotency_key: str | None = None
-    max_attempts: int = 1
-    priority: int = 0
-
-    def fingerprint(self, run_id: str | None) -> str:
-        """A digest of the request, so a reused idempotency key can be compared."""
-        body = {
-            "run_id": run_id,
-            "tenant_id": self.tenant_id,
-            "handler": self.handler,
-            "input": self.input,
-            "run_timeout_ms": self.run_timeout_ms,
-            "expectations": [list(e) for e in self.expectations]
-            if self.expectations is not None
-            else None,
-            "max_attempts": self.max_attempts,
-            "priority": self.priority,
-        }
-        encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(encoded.encode()).hexdigest()
 
 
 class RunOrchestrationKernel:
@@ -151,37 +90,15 @@ class RunOrchestrationKernel:
         """
         if self._declared:
             return False
-        spec = self._spec
-        timeout_ms = spec.run_timeout_ms or self._settings.default_run_timeout_ms
-        grace_ms = self._settings.grace_period_ms
-        if not self._settings.rac_enabled:
-            contract: list[tuple[str, str, int]] = []
-        elif spec.expectations is None:
-            contract = default_contract(timeout_ms, grace_ms)
-        else:
-            contract = custom_contract(spec.expectations, timeout_ms, grace_ms)
-        scope = None
-        if spec.idempotency_key is not None:
-            scope = f"{spec.tenant_id or ''}\x1f{spec.idempotency_key}"
-        new = NewRun(
-            id=self.run_id,
-            tenant_id=spec.tenant_id,
-            handler=spec.handler,
-            input=spec.input,
-            run_timeout_ms=timeout_ms,
-            max_attempts=spec.max_attempts,
-            priority=spec.priority,
-            contract=contract,
-            idempotency_scope=scope,
-            request_fingerprint=spec.fingerprint(self._caller_run_id),
-            created_at=self._clock(),
-        )
+        new = self._spec.new_run(self.run_id, self._caller_run_id, self._settings, self._clock())
         run_id, created = self._store.create(new)
         self.run_id = run_id
         self._declared = True
         return created
 
     # -- lifecycle ----------------------------------------------------------
+    # Each move is one transaction; the store refuses any move the phase table
+    # forbids, so a method states only what the table cannot: its preconditions.
 
     def authorize(
         self, decision: str, reason: str | None = None, begin_execution: bool = False
@@ -193,39 +110,35 @@ class RunOrchestrationKernel:
         history still holds both moves.
         """
         with self._move() as tx:
-            self._require(tx, RunPhase.CREATED, RunPhase.AUTHORIZED)
-            started = self._clock_fields(tx)
+            # a denial could fail a run in any phase; only a CREATED run is judged
+            require_phase(tx, RunPhase.CREATED, RunPhase.AUTHORIZED, "")
+            started = clock_start(tx)
             details = {"decision": decision}
             if decision == GRANTED:
                 tx.transition(
-                    RunPhase.AUTHORIZED, reason or "authorization granted", details, **started
+                    RunPhase.AUTHORIZED, reason or "authorization granted", details, started
                 )
                 if begin_execution:
                     tx.transition(RunPhase.EXECUTING, "execution started")
             else:
                 why = f"authorization denied: {decision}" + (f" ({reason})" if reason else "")
-                self._terminate(tx, RunPhase.FAILED, why, why, details, **started)
+                terminate(tx, RunPhase.FAILED, why, why, details, started)
             return tx.row.phase
 
     def begin_execution(self) -> RunPhase:
         with self._move() as tx:
-            self._require(tx, RunPhase.AUTHORIZED, RunPhase.EXECUTING)
             tx.transition(RunPhase.EXECUTING, "execution started")
             return tx.row.phase
 
     def execution_complete(self, success: bool, error: str | None = None) -> RunPhase:
         """-> GOVERNANCE_CHECK with the outcome; a failed run still owes its evidence."""
         with self._move() as tx:
-            self._require(tx, RunPhase.EXECUTING, RunPhase.GOVERNANCE_CHECK)
-            reason = (
-                "execution succeeded"
-                if success
-                else f"execution failed: {error or 'no error given'}"
-            )
-            fields: dict[str, Any] = {"execution_success": success}
-            if not success:
-                fields["error"] = error or "execution failed"
-            tx.transition(RunPhase.GOVERNANCE_CHECK, reason, {"success": success}, **fields)
+            if success:
+                reason, changes = "execution succeeded", RunChanges(execution_success=True)
+            else:
+                reason = f"execution failed: {error or 'no error given'}"
+                changes = RunChanges(execution_success=False, error=error or "execution failed")
+            tx.transition(RunPhase.GOVERNANCE_CHECK, reason, {"success": success}, changes)
             return tx.row.phase
 
     def governance_check(
@@ -238,36 +151,17 @@ class RunOrchestrationKernel:
         send): one round trip fewer, and still a recorded check before the end.
         A strict check that did not pass has failed the run already.
         """
-        deadline = time.monotonic() + self._wait_seconds(timeout_ms)
-        signals = self._store.signals
-        first = True
-        while True:
-            with signals.subscribe(ack_key(self.run_id)) as sub:
-                if self._wait_is_over(deadline, first):
-                    break
-                first = False
-                sub.wait_blocking(min(deadline - time.monotonic(), signals.recheck_interval_s))
+        AckWait(self._store, self.run_id, self._wait_seconds(timeout_ms)).blocking()
         return self.record_governance_check(require_all_acks, finalize)
 
     async def governance_check_async(
         self, timeout_ms: int | None = None, require_all_acks: bool = False, finalize: bool = False
     ) -> GovernanceOutcome:
         """The same check for an event loop: waiting costs a future, not a thread."""
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + self._wait_seconds(timeout_ms)
-        signals = self._store.signals
-        first = True
-        while True:
-            with signals.subscribe(ack_key(self.run_id), loop) as sub:
-                # one hop to a thread for the read and, when the wait is over,
-                # the recording: the common case (acks all in) costs one hop
-                outcome = await asyncio.to_thread(
-                    self._record_if_over, deadline, first, require_all_acks, finalize
-                )
-                if outcome is not None:
-                    return outcome
-                first = False
-                await sub.wait(min(deadline - time.monotonic(), signals.recheck_interval_s))
+        wait = AckWait(self._store, self.run_id, self._wait_seconds(timeout_ms))
+        return await wait.until_over(
+            lambda: self.record_governance_check(require_all_acks, finalize)
+        )
 
     def record_governance_check(
         self, require_all_acks: bool = False, finalize: bool = False
@@ -278,51 +172,24 @@ class RunOrchestrationKernel:
         pass, commits that, and then raises GovernanceCheckError (its `outcome`
         carries the reconciliation), so an embedded caller cannot miss it.
         """
-        outcome, failed = self._record_check(require_all_acks, finalize)
-        if failed is not None:
-            failed.outcome = outcome
-            raise failed
-        return outcome
-
-    def _record_check(
-        self, require_all_acks: bool, finalize: bool
-    ) -> tuple[GovernanceOutcome, GovernanceCheckError | None]:
         with self._move() as tx:
-            self._require(
-                tx,
-                RunPhase.GOVERNANCE_CHECK,
-                RunPhase.GOVERNANCE_CHECK,
-                "a governance check needs the run in GOVERNANCE_CHECK",
-            )
-            now = tx.now
-            result = reconcile(tx.expectations(), tx.acks(), now, check_ended=True)
-            passed = not result.missing and not result.failed
-            tx.update(
-                governance_passed=passed,
-                governance_checked_at=now,
-                governance_reconciliation=result.to_dict(),
-            )
-            error = None
-            if require_all_acks and not passed:
-                error = GovernanceCheckError(self.run_id, result.missing, result.failed)
-                self._terminate(
-                    tx,
-                    RunPhase.FAILED,
-                    str(error),
-                    str(error),
-                    {
-                        "missing": [list(p) for p in result.missing],
-                        "failed": [list(p) for p in result.failed],
-                    },
-                )
+            require_phase(tx, RunPhase.GOVERNANCE_CHECK, RunPhase.GOVERNANCE_CHECK, CHECK_NEEDS)
+            outcome, failure = judge(tx, require_all_acks)
+            if failure is not None:
+                result = outcome.reconciliation
+                missing = [list(p) for p in result.missing]
+                failed = [list(p) for p in result.failed]
+                why = str(failure)
+                terminate(tx, RunPhase.FAILED, why, why, {"missing": missing, "failed": failed})
             elif finalize:
                 self._finalize(tx, tx.row.execution_success is not False, None)
-            return GovernanceOutcome(passed, result), error
+        if failure is not None:
+            raise failure  # after the commit: the run has failed either way
+        return outcome
 
     def begin_finalization(self) -> RunPhase:
         with self._move() as tx:
-            self._require(tx, RunPhase.GOVERNANCE_CHECK, RunPhase.FINALIZING)
-            self._require_governance(tx, RunPhase.FINALIZING)
+            require_governance(tx, RunPhase.FINALIZING)
             tx.transition(RunPhase.FINALIZING, "finalization started")
             return tx.row.phase
 
@@ -344,7 +211,7 @@ class RunOrchestrationKernel:
             )
             raise PhaseTransitionError(self.run_id, phase, target, why)
         if success:
-            self._require_governance(tx, target)
+            require_governance(tx, target)
             if tx.row.execution_success is False:
                 raise PhaseTransitionError(
                     self.run_id,
@@ -355,10 +222,10 @@ class RunOrchestrationKernel:
         if phase is RunPhase.GOVERNANCE_CHECK and tx.row.governance_recorded:
             tx.transition(RunPhase.FINALIZING, "finalization started")
         if success:
-            self._terminate(tx, RunPhase.COMPLETED, "run completed", None, {})
+            terminate(tx, RunPhase.COMPLETED, "run completed", None, {})
         else:
             why = error or tx.row.error or "finalized as failed"
-            self._terminate(tx, RunPhase.FAILED, f"run failed: {why}", why, {})
+            terminate(tx, RunPhase.FAILED, f"run failed: {why}", why, {})
 
     def fail(self, error: str) -> RunPhase:
         """-> FAILED from any non-terminal phase, with the finalize_run ack.
@@ -368,10 +235,7 @@ class RunOrchestrationKernel:
         presumed dead cannot fail a run that was handed to someone else.
         """
         with self._move(lease_required=False) as tx:
-            if tx.row.is_terminal:
-                raise PhaseTransitionError(self.run_id, tx.row.phase, RunPhase.FAILED)
-            fields = self._clock_fields(tx) if tx.row.clock_started_at is None else {}
-            self._terminate(tx, RunPhase.FAILED, f"failed: {error}", error, {}, **fields)
+            terminate(tx, RunPhase.FAILED, f"failed: {error}", error, {}, clock_start(tx))
             return tx.row.phase
 
     def fail_stale(self, why: str) -> RunPhase:
@@ -384,7 +248,9 @@ class RunOrchestrationKernel:
         """
         with self._move(lease_required=False) as tx:
             if tx.row.is_terminal:
-                raise PhaseTransitionError(self.run_id, tx.row.phase, RunPhase.FAILED)
+                raise PhaseTransitionError(
+                    self.run_id, tx.row.phase, RunPhase.FAILED, f"{tx.row.phase} is terminal"
+                )
             details: dict[str, Any] = {}
             if not any(a.pair == INCIDENT_ACTION for a in tx.acks()):
                 incident_id = f"inc-{uuid.uuid4()}"
@@ -395,7 +261,7 @@ class RunOrchestrationKernel:
                     details={"kind": "stale", "summary": why, "opened_by": "rok sweeper"},
                 )
                 details["incident_id"] = incident_id
-            self._terminate(tx, RunPhase.FAILED, why, why, details)
+            terminate(tx, RunPhase.FAILED, why, why, details)
             return tx.row.phase
 
     def release_for_retry(self, why: str) -> int:
@@ -407,9 +273,7 @@ class RunOrchestrationKernel:
         """
         with self._move(lease_required=False) as tx:
             row = tx.row
-            if row.is_terminal:
-                raise PhaseTransitionError(self.run_id, row.phase, row.phase, "it is terminal")
-            if row.attempt >= row.max_attempts:
+            if not row.is_terminal and row.attempt >= row.max_attempts:
                 raise InvalidRequest(
                     f"run {self.run_id} used all {row.max_attempts} attempts; fail it instead"
                 )
@@ -420,11 +284,6 @@ class RunOrchestrationKernel:
                 attempt,
                 f"{why}; attempt {row.attempt} of {row.max_attempts} ended, "
                 f"attempt {attempt} begins",
-                available=True,
-                lease_worker_id=None,
-                lease_token=None,
-                lease_expires_at=None,
-                lease_claim_id=None,
             )
             tx.notify(CLAIMABLE)
             return attempt
@@ -442,10 +301,10 @@ class RunOrchestrationKernel:
                     self.run_id, tx.row.phase, RunPhase.COMPLETED, f"{tx.row.phase} is terminal"
                 )
             reason = "ungoverned (ROK_ENABLED=false)"
-            fields = self._clock_fields(tx) if tx.row.clock_started_at is None else {}
+            started = clock_start(tx)
             if not success:
                 why = error or "execution failed"
-                self._terminate(tx, RunPhase.FAILED, f"{reason}: {why}", why, {}, **fields)
+                terminate(tx, RunPhase.FAILED, f"{reason}: {why}", why, {}, started)
                 return tx.row.phase
             path = [
                 RunPhase.AUTHORIZED,
@@ -454,9 +313,9 @@ class RunOrchestrationKernel:
                 RunPhase.FINALIZING,
             ]
             for phase in path[path.index(tx.row.phase) + 1 :] if tx.row.phase in path else path:
-                tx.transition(phase, reason, **fields)
-                fields = {}
-            self._terminate(tx, RunPhase.COMPLETED, reason, None, {}, execution_success=True)
+                tx.transition(phase, reason, changes=started)
+                started = RunChanges()
+            terminate(tx, RunPhase.COMPLETED, reason, None, {}, RunChanges(execution_success=True))
             return tx.row.phase
 
     # -- acks -----------------------------------------------------------------
@@ -479,16 +338,7 @@ class RunOrchestrationKernel:
         run each is late); one commit instead of one per ack is what a domain
         reporting several actions at once saves.
         """
-        if not batch:
-            raise InvalidRequest("a batch of acks needs at least one ack")
-        if len(batch) > MAX_ACK_BATCH:
-            raise InvalidRequest(f"a batch holds at most {MAX_ACK_BATCH} acks, not {len(batch)}")
-        for index, spec in enumerate(batch):
-            if spec.domain == ORCHESTRATOR_DOMAIN:
-                where = "" if len(batch) == 1 else f"ack {index}: "
-                raise InvalidRequest(
-                    f"{where}domain 'orchestrator' is the kernel's own; clients cannot ack it"
-                )
+        check_batch(batch)
         with self._store.transaction(self.run_id, self._clock) as tx:
             late = tx.row.is_terminal
             return [
@@ -496,114 +346,17 @@ class RunOrchestrationKernel:
                 for s in batch
             ]
 
-    # -- rules --------------------------------------------------------------
+    # -- the transaction of a move ---------------------------------------------
 
     @contextlib.contextmanager
     def _move(self, lease_required: bool = True) -> Iterator[RunTransaction]:
         """A transaction for a lifecycle move; the lease is checked before anything."""
         with self._store.transaction(self.run_id, self._clock) as tx:
             if lease_required or self._lease_token is not None:
-                self._check_lease(tx)
+                check_lease(tx, self._lease_token)
             yield tx
             if self._keep_records:
                 self.last_record = tx.record()
-
-    def _check_lease(self, tx: RunTransaction) -> None:
-        lease = tx.row.lease
-        token = self._lease_token
-        if lease is None:
-            if token is not None:
-                raise LeaseLost(self.run_id, "the run holds no lease; the token is stale")
-            return
-        if token is None:
-            raise LeaseLost(
-                self.run_id,
-                f"the run is leased to worker {lease.worker_id}; send its X-Lease-Token",
-            )
-        if token != lease.token:
-            raise LeaseLost(self.run_id, "the token is not the run's current lease")
-        if lease.expires_at <= tx.now:
-            raise LeaseLost(self.run_id, "the lease expired")
-
-    def _require(
-        self, tx: RunTransaction, expected: RunPhase, requested: RunPhase, why: str = ""
-    ) -> None:
-        if tx.row.phase is not expected:
-            if not why and tx.row.is_terminal:
-                why = f"{tx.row.phase} is terminal"
-            raise PhaseTransitionError(self.run_id, tx.row.phase, requested, why)
-
-    def _require_governance(self, tx: RunTransaction, requested: RunPhase) -> None:
-        if not tx.row.governance_recorded:
-            raise PhaseTransitionError(
-                self.run_id, tx.row.phase, requested, "no governance check was recorded"
-            )
-
-    def _clock_fields(self, tx: RunTransaction) -> dict[str, Any]:
-        """The audit clock starts when the run leaves CREATED."""
-        finalize_ms = self._finalize_deadline_ms(tx)
-        fields: dict[str, Any] = {"clock_started_at": tx.now}
-        if finalize_ms is not None:
-            fields["finalize_deadline"] = tx.now + timedelta(milliseconds=finalize_ms)
-        return fields
-
-    def _finalize_deadline_ms(self, tx: RunTransaction) -> int | None:
-        for exp in tx.expectations():
-            if exp.pair == FINALIZE_RUN:
-                return exp.deadline_ms
-        return None
-
-    def _terminate(
-        self,
-        tx: RunTransaction,
-        phase: RunPhase,
-        reason: str,
-        error: str | None,
-        details: dict[str, Any],
-        **fields: Any,
-    ) -> None:
-        fields.update(
-            available=False,
-            lease_worker_id=None,
-            lease_token=None,
-            lease_expires_at=None,
-            lease_claim_id=None,
-        )
-        if error is not None:
-            fields["error"] = error
-        tx.transition(phase, reason, details, **fields)
-        # The run's own contract decides, not today's RAC_ENABLED: a run declared
-        # with finalize_run owes it even if RAC was switched off since.
-        if any(e.pair == FINALIZE_RUN for e in tx.expectations()):
-            tx.add_ack(*FINALIZE_RUN, result_id=phase.value, error=None)
-
-    def _record_if_over(
-        self, deadline: float, first: bool, require_all_acks: bool, finalize: bool
-    ) -> GovernanceOutcome | None:
-        if not self._wait_is_over(deadline, first):
-            return None
-        return self.record_governance_check(require_all_acks, finalize)
-
-    def _wait_is_over(self, deadline: float, first: bool) -> bool:
-        """Read the run once (subscribed already, so no ack slips between).
-
-        The first read also refuses a run that is not in GOVERNANCE_CHECK; a
-        later one ends the wait when the run left it (failed from outside),
-        and the recording then reports the phase it is in.
-        """
-        phase, outstanding = self._store.governance_wait_state(self.run_id)
-        if first and phase is not RunPhase.GOVERNANCE_CHECK:
-            raise PhaseTransitionError(
-                self.run_id,
-                phase,
-                RunPhase.GOVERNANCE_CHECK,
-                "a governance check needs the run in GOVERNANCE_CHECK",
-            )
-        return (
-            phase is not RunPhase.GOVERNANCE_CHECK
-            or not outstanding
-            or (time.monotonic() >= deadline)
-        )
 
     def _wait_seconds(self, timeout_ms: int | None) -> float:
         ms = self._settings.governance_timeout_ms if timeout_ms is None else timeout_ms

@@ -1,8 +1,9 @@
 """The run phase machine: the one table of legal moves and the history it leaves.
 
-Pure Python, no storage: the kernel rebuilds a `PhaseStateMachine` from the
-persisted history, asks it whether a move is legal, and persists what it
-returns in the same transaction as the guarded UPDATE.
+Pure Python, no storage. The store checks every move it writes against
+`VALID_TRANSITIONS` (`check_transition`), in the transaction of the guarded
+UPDATE; the kernel adds only the preconditions the table cannot know (the
+lease, a recorded governance check, the authorization decision).
 """
 
 from __future__ import annotations
@@ -56,6 +57,17 @@ def is_valid_transition(current: RunPhase, requested: RunPhase) -> bool:
     return requested in VALID_TRANSITIONS[current]
 
 
+def check_transition(run_id: str, current: RunPhase, requested: RunPhase) -> None:
+    """Raise PhaseTransitionError unless VALID_TRANSITIONS allows `current` -> `requested`.
+
+    The store calls this on every move it writes, so the table is enforced
+    where moves are persisted, whoever asks for them.
+    """
+    if requested not in VALID_TRANSITIONS[current]:
+        why = f"{current} is terminal" if current in TERMINAL_PHASES else ""
+        raise PhaseTransitionError(run_id, current, requested, why)
+
+
 @dataclass(frozen=True)
 class PhaseTransition:
     """One entry of a run's history."""
@@ -65,72 +77,3 @@ class PhaseTransition:
     at: datetime
     reason: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class PhaseContext:
-    """Governance status and execution outcome of one run."""
-
-    phase: RunPhase = RunPhase.CREATED
-    incident_created: bool = False
-    policy_evaluated: bool = False
-    trace_completed: bool = False
-    all_acks_received: bool = False
-    governance_checked: bool = False
-    execution_success: bool | None = None
-    execution_error: str | None = None
-
-    def is_terminal(self) -> bool:
-        return self.phase in TERMINAL_PHASES
-
-
-class PhaseStateMachine:
-    """The current phase of one run and the path that led there.
-
-    Creation is not a transition: a new machine is in CREATED with an empty
-    history, and its first entry leaves CREATED.
-    """
-
-    def __init__(
-        self,
-        run_id: str,
-        phase: RunPhase = RunPhase.CREATED,
-        history: list[PhaseTransition] | None = None,
-    ) -> None:
-        self.run_id = run_id
-        self.phase = phase
-        self.history: list[PhaseTransition] = list(history or [])
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.phase in TERMINAL_PHASES
-
-    def can_transition(self, requested: RunPhase) -> bool:
-        return is_valid_transition(self.phase, requested)
-
-    def check(self, requested: RunPhase, why: str = "") -> None:
-        """Raise PhaseTransitionError unless `requested` is legal from here."""
-        if not self.can_transition(requested):
-            if self.is_terminal and not why:
-                why = f"{self.phase} is terminal"
-            raise PhaseTransitionError(self.run_id, self.phase, requested, why)
-
-    def transition(
-        self,
-        requested: RunPhase,
-        reason: str | None = None,
-        details: dict[str, Any] | None = None,
-        at: datetime | None = None,
-    ) -> PhaseTransition:
-        """Move to `requested`, append and return the history entry."""
-        self.check(requested)
-        entry = PhaseTransition(
-            from_phase=self.phase,
-            to_phase=requested,
-            at=at or utc_now(),
-            reason=reason,
-            details=dict(details or {}),
-        )
-        self.history.append(entry)
-        self.phase = requested
-        return entry

@@ -23,7 +23,8 @@ from sqlalchemy import Select, bindparam, select, update
 
 from service.errors import LeaseLost, RunNotFound
 from service.store.records import Lease, RunRecord
-from service.store.runs import RunStore, load_record
+from service.store.rows import load_record
+from service.store.runs import RunStore
 from service.store.signals import CLAIMABLE
 from service.store.tables import runs
 
@@ -46,9 +47,7 @@ class LeaseStore:
         With a `claim_id`, a claim sent again (its answer lost on the way)
         returns the live lease that claim already took instead of a second run.
         """
-        query = claim_query(handlers)
-        if self.db.is_postgres:
-            query = query.with_for_update(skip_locked=True)
+        query = self.db.dialect.skip_locked(claim_query(handlers))
         lease = Lease(worker_id, secrets.token_hex(16), now + timedelta(milliseconds=lease_ms))
         with self.db.write() as conn:
             if claim_id is not None:

@@ -17,25 +17,20 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from alembic import command
 from service.errors import RokError, SchemaOutOfDate
+from service.store.dialects import dialect_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-# Fixed and arbitrary: the class half of the advisory lock that makes concurrent
-# migrators (replicas all started with --migrate) take turns. The other half is
-# the schema, so migrations of different schemas (parallel tests) never wait.
-MIGRATION_LOCK_CLASS = 0x726F6B  # "rok"
 
 
 class MigrationsNotFound(RokError):
@@ -148,47 +143,15 @@ def migration_connection(url: str) -> Iterator[Connection]:
     across replicas; NullPool makes closing the connection really end the
     session, which releases the lock even when a migration fails.
     """
-    engine = _migration_engine(url)
+    dialect = dialect_for(url)
+    engine = create_engine(url, poolclass=NullPool)
+    dialect.configure(engine, migrating=True)
     try:
         with engine.connect() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_lock(:class, hashtext(current_schema()))"),
-                    {"class": MIGRATION_LOCK_CLASS},
-                )
-                # Alembic must find the connection outside a transaction to run its own.
-                connection.commit()
+            dialect.lock_migrations(connection)
             yield connection
     finally:
         engine.dispose()
-
-
-def _migration_engine(url: str) -> Engine:
-    engine = create_engine(url, poolclass=NullPool)
-    if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
-    return engine
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let the "begin" hook below issue BEGIN: pysqlite's own implicit BEGIN
-        # is deferred and never covers DDL, so a failed migration would leave
-        # half a schema behind.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        # WAL is a property of the file: set once here, the service's readers
-        # never block its writer. foreign_keys stays OFF on purpose: batch
-        # migrations drop and recreate tables, which with it ON would cascade
-        # deletes into every child table.
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _missing_sqlite_file(url: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -88,3 +89,68 @@ class RunRecord:
             check_ended=self.row.governance_recorded,
             terminal=self.row.is_terminal,
         )
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run as `RunStore.create` writes it, with its contract (domain, action, deadline_ms)."""
+
+    id: str
+    tenant_id: str | None
+    handler: str | None
+    input: Any
+    run_timeout_ms: int
+    max_attempts: int
+    priority: int
+    contract: Sequence[tuple[str, str, int | None]]
+    idempotency_scope: str | None
+    request_fingerprint: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    phase: RunPhase | None = None
+    tenant_id: str | None = None
+    handler: str | None = None
+
+
+@dataclass(frozen=True)
+class RunChanges:
+    """Columns a move sets besides its phase and history; None leaves a column as it is.
+
+    None never needs writing back: an error, an outcome or a started clock is
+    never erased; ending the lease is its own flag.
+    """
+
+    error: str | None = None
+    execution_success: bool | None = None
+    clock_started_at: datetime | None = None
+    finalize_deadline: datetime | None = None
+    end_lease: bool = False
+    """Drop the lease and take the run off the claim queue (a terminal move)."""
+
+    def values(self) -> dict[str, Any]:
+        """The columns to write (only those this change sets)."""
+        out: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("error", self.error),
+                ("execution_success", self.execution_success),
+                ("clock_started_at", self.clock_started_at),
+                ("finalize_deadline", self.finalize_deadline),
+            )
+            if value is not None
+        }
+        if self.end_lease:
+            out.update(available=False, **NO_LEASE)
+        return out
+
+
+NO_CHANGES = RunChanges()
+NO_LEASE: dict[str, Any] = {
+    "lease_worker_id": None,
+    "lease_token": None,
+    "lease_expires_at": None,
+    "lease_claim_id": None,
+}

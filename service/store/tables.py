@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -29,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+from service.model.phases import RunPhase
 
 metadata = MetaData()
 
@@ -61,6 +64,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+# The database keeps phase values to the seven (migration 0003); the table of
+# legal moves is enforced where moves are written (service.store.transaction).
+PHASE_VALUES = ", ".join(f"'{p.value}'" for p in RunPhase)
+
+
+def _phase_check(column: str, table: str) -> CheckConstraint:
+    return CheckConstraint(f"{column} IN ({PHASE_VALUES})", name=f"ck_{table}_{column}")
 
 
 # Spelled out, not built from bound parameters: SQLite uses a partial index
@@ -102,6 +114,7 @@ runs = Table(
     # the worker's key for the claim that took the lease (migration 0002): the
     # same claim sent again, its answer having been lost, gets the same lease
     Column("lease_claim_id", String(100), nullable=True),
+    _phase_check("phase", "runs"),
     Index("ix_runs_idempotency_scope", "idempotency_scope", unique=True),
     Index("ix_runs_created", "created_at", "id"),
     Index("ix_runs_phase_created", "phase", "created_at", "id"),
@@ -167,6 +180,8 @@ transitions = Table(
     Column("details", JSON, nullable=True),
     # two writers racing for the same history slot: exactly one wins
     UniqueConstraint("run_id", "seq", name="uq_transitions_run_seq"),
+    _phase_check("from_phase", "transitions"),
+    _phase_check("to_phase", "transitions"),
 )
 
 expectations = Table(

@@ -183,8 +183,8 @@ def acks_by_pair(run: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]
 def start_worker_process(
     url: str, app: str, *args: str, env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """`python -m service.worker --app app --url url ...` in its own process group."""
-    command = [sys.executable, "-m", "service.worker", "--app", app, "--url", url, *args]
+    """`python -m service worker --app app --url url ...` in its own process group."""
+    command = [sys.executable, "-m", "service", "worker", "--app", app, "--url", url, *args]
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen(
         command,

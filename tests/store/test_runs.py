@@ -24,6 +24,7 @@ from service.errors import (
 from service.model.audit import FINALIZE_RUN
 from service.model.phases import RunPhase, utc_now
 from service.store.database import Database
+from service.store.records import RunChanges
 from service.store.runs import RunFilter, RunStore, encode_cursor
 from service.store.signals import Signals
 from service.store.tables import acks, expectations, transitions
@@ -240,9 +241,9 @@ def test_a_failed_transaction_block_writes_nothing(store: RunStore) -> None:
         pass
 
     with pytest.raises(Boom), store.transaction(new.id, utc_now) as tx:
-        tx.transition(RunPhase.AUTHORIZED, "granted", clock_started_at=tx.now)
+        tx.transition(RunPhase.AUTHORIZED, "granted", changes=RunChanges(clock_started_at=tx.now))
         tx.add_ack("incidents", "create_incident", "inc-1", None)
-        tx.update(error="half done")
+        tx.record_governance(False, {"status": "half done"})
         raise Boom
     assert store.get(new.id) == before
     assert count(store, transitions, new.id) == 0
@@ -282,7 +283,7 @@ def test_expectation_deadlines_follow_the_clock_start(store: RunStore) -> None:
     new = new_run(contract=[("a", "b", 1_500), ("c", "d", None)])
     store.create(new)
     with store.transaction(new.id, lambda: T0) as tx:
-        tx.transition(RunPhase.AUTHORIZED, clock_started_at=T0)
+        tx.transition(RunPhase.AUTHORIZED, changes=RunChanges(clock_started_at=T0))
         assert [e.deadline for e in tx.expectations()] == [
             T0 + timedelta(milliseconds=1_500),
             None,
@@ -350,7 +351,7 @@ def test_datetimes_come_back_aware_utc_and_equal(store: RunStore) -> None:
     store.create(new)
     moved_at = datetime(2024, 7, 1, 1, 2, 3, 4, tzinfo=timezone(timedelta(hours=-7)))
     with store.transaction(new.id, lambda: moved_at) as tx:
-        tx.transition(RunPhase.AUTHORIZED, clock_started_at=moved_at)
+        tx.transition(RunPhase.AUTHORIZED, changes=RunChanges(clock_started_at=moved_at))
         tx.add_ack("logs", "start_trace", None, None)
     record = store.get(new.id)
     stamps = [

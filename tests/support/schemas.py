@@ -5,12 +5,12 @@ columns an index covers, but not the WHERE clause of a partial index, and our
 invariants live in partial indexes (uq_acks_one_finalize_run). So the tests
 also compare the catalog of a migrated database with that of one built by
 metadata.create_all: every table, constraint and index definition, as the
-database itself renders them.
+database itself renders them. `table_names` is the short answer: which tables exist.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
 _POSTGRES_CATALOG = """
@@ -48,5 +48,17 @@ def catalog(url: str) -> dict[str, str]:
 
 def _read(conn: Connection) -> dict[str, str]:
     query = _POSTGRES_CATALOG if conn.dialect.name == "postgresql" else _SQLITE_CATALOG
-    # whitespace is layout, not schema
-    return {name: " ".join(str(sql).split()) for name, sql in conn.execute(text(query))}
+    # whitespace is layout, not schema; nor is the quoting of a name (SQLite
+    # quotes a table that a migration rebuilt and renamed: CREATE TABLE "runs")
+    return {
+        name: " ".join(str(sql).split()).replace('"', "") for name, sql in conn.execute(text(query))
+    }
+
+
+def table_names(url: str) -> set[str]:
+    """The names of the tables in the database at `url` (Alembic's version table included)."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,21 +10,14 @@ import pytest
 from sqlalchemy import Select, event
 
 from service.authority import Authority
-from service.config import Settings
 from service.errors import LeaseLost
 from service.kernel.kernel import create_rok
 from service.model.audit import ReconciliationStatus
 from service.model.phases import RunPhase
-from service.sweeper import Sweeper, expired_leases_query, passed_deadlines_query
+from service.store.sweeps import expired_leases_query, passed_deadlines_query
+from service.sweeper import Sweeper
 
 LEASE_MS = 1000
-
-
-@pytest.fixture
-def authority(migrated_url: str) -> Iterator[Authority]:
-    current = Authority(Settings(database_url=migrated_url, governance_timeout_ms=50))
-    yield current
-    current.close()
 
 
 def new_run(authority: Authority, max_attempts: int = 1, run_timeout_ms: int = 60_000) -> str:
@@ -158,7 +151,7 @@ def test_one_replica_sweeps_at_a_time(authority: Authority) -> None:
         return
     from sqlalchemy import text
 
-    from service.sweeper import SWEEPER_LOCK_KEY
+    from service.store.dialects import SWEEPER_LOCK_KEY
 
     new_run(authority, run_timeout_ms=10)
     with authority.database.engine.connect() as other_replica:

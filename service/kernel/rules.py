@@ -1,0 +1,80 @@
+"""The kernel's preconditions: what the phase table alone cannot know.
+
+The store refuses every move VALID_TRANSITIONS forbids. These rules add what
+depends on more than two phases: who may move a leased run, that a run is
+finalized as COMPLETED only after a recorded governance check, and what a
+terminal move must leave behind (no lease, the finalize_run ack).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from service.errors import LeaseLost, PhaseTransitionError
+from service.model.audit import FINALIZE_RUN
+from service.model.phases import RunPhase
+from service.store.records import RunChanges
+from service.store.transaction import RunTransaction
+
+
+def check_lease(tx: RunTransaction, token: str | None) -> None:
+    """A leased run moves only with its current, live token (fencing a presumed-dead worker)."""
+    run_id, lease = tx.row.id, tx.row.lease
+    if lease is None:
+        if token is not None:
+            raise LeaseLost(run_id, "the run holds no lease; the token is stale")
+        return
+    if token is None:
+        raise LeaseLost(
+            run_id, f"the run is leased to worker {lease.worker_id}; send its X-Lease-Token"
+        )
+    if token != lease.token:
+        raise LeaseLost(run_id, "the token is not the run's current lease")
+    if lease.expires_at <= tx.now:
+        raise LeaseLost(run_id, "the lease expired")
+
+
+def require_phase(tx: RunTransaction, expected: RunPhase, requested: RunPhase, why: str) -> None:
+    """For a step the table cannot judge alone (a denial, a check that moves nothing)."""
+    if tx.row.phase is not expected:
+        if tx.row.is_terminal:
+            why = f"{tx.row.phase} is terminal"
+        raise PhaseTransitionError(tx.row.id, tx.row.phase, requested, why)
+
+
+def require_governance(tx: RunTransaction, requested: RunPhase) -> None:
+    """GOVERNANCE_CHECK is mandatory before FINALIZING (DESIGN section 1)."""
+    if not tx.row.governance_recorded:
+        raise PhaseTransitionError(
+            tx.row.id, tx.row.phase, requested, "no governance check was recorded"
+        )
+
+
+def clock_start(tx: RunTransaction) -> RunChanges:
+    """The audit clock starts when the run leaves CREATED; nothing when it already runs."""
+    if tx.row.clock_started_at is not None:
+        return RunChanges()
+    finalize_ms = next((e.deadline_ms for e in tx.expectations() if e.pair == FINALIZE_RUN), None)
+    deadline = None if finalize_ms is None else tx.now + timedelta(milliseconds=finalize_ms)
+    return RunChanges(clock_started_at=tx.now, finalize_deadline=deadline)
+
+
+def terminate(
+    tx: RunTransaction,
+    phase: RunPhase,
+    reason: str,
+    error: str | None,
+    details: dict[str, Any],
+    changes: RunChanges | None = None,
+) -> None:
+    """End the run: the terminal move, no lease left, and its finalize_run ack, in `tx`."""
+    ending = replace(changes or RunChanges(), end_lease=True)
+    if error is not None:
+        ending = replace(ending, error=error)
+    tx.transition(phase, reason, details, ending)
+    # The run's own contract decides, not today's RAC_ENABLED: a run declared
+    # with finalize_run owes it even if RAC was switched off since.
+    if any(e.pair == FINALIZE_RUN for e in tx.expectations()):
+        tx.add_ack(*FINALIZE_RUN, result_id=phase.value, error=None)

@@ -1,0 +1,181 @@
+"""Every difference between SQLite and PostgreSQL, in one place.
+
+The rest of the store writes one SQLAlchemy statement for both databases and
+asks the run's `Dialect` for the few things that cannot be the same:
+
+| concern             | SQLite (embedded, one file)     | PostgreSQL (replicas)           |
+|---------------------|---------------------------------|---------------------------------|
+| connection setup    | WAL, synchronous=FULL, busy wait| a pre-pinged pool               |
+| a writer's lock     | BEGIN IMMEDIATE: the whole file | FOR UPDATE on the run's row     |
+| concurrent claimers | queue on the file lock          | SKIP LOCKED: pass a taken row   |
+| a reader's snapshot | WAL: one per transaction        | REPEATABLE READ                 |
+| wake other replicas | none (one process writes)       | pg_notify, delivered on commit  |
+| elect one sweeper   | always elected (one process)    | advisory lock per schema        |
+| serialise migrations| BEGIN IMMEDIATE                 | advisory lock per schema        |
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, Select, event, text
+from sqlalchemy.engine import make_url
+
+# Option set on read connections so the SQLite "begin" hook takes a deferred
+# (reader's) BEGIN instead of the writer's BEGIN IMMEDIATE.
+READ_ONLY_OPTION = "rok_read_only"
+# Arbitrary, fixed: advisory lock keys (the second half is the schema's hash).
+SWEEPER_LOCK_KEY = 0x524F4B53  # "ROKS"
+MIGRATION_LOCK_KEY = 0x726F6B  # "rok"
+SQLITE_BUSY_TIMEOUT_MS = 30000
+
+
+class Dialect(Protocol):
+    """What one backend does differently; every method is safe to call on both."""
+
+    name: str
+    """SQLAlchemy's backend name: "sqlite" or "postgresql"."""
+    listens: bool
+    """Whether other processes' commits can wake this one (LISTEN/NOTIFY)."""
+
+    def configure(self, engine: Engine, migrating: bool = False) -> None:
+        """Hook connection setup onto `engine` (pragmas, how a transaction begins)."""
+
+    def lock_run(self, query: Select[Any]) -> Select[Any]:
+        """`query` (one run's row) locked for this write transaction."""
+
+    def skip_locked(self, query: Select[Any]) -> Select[Any]:
+        """`query` locked, passing over rows another transaction holds (claims)."""
+
+    def read_options(self) -> dict[str, Any]:
+        """Execution options of a read transaction that sees one snapshot."""
+
+    def publish(self, conn: Connection, channel: str, payload: str) -> None:
+        """Tell other processes, when `conn`'s transaction commits."""
+
+    def elected(self, engine: Engine, key: int) -> contextlib.AbstractContextManager[bool]:
+        """True while this process alone holds `key` (per schema); False elsewhere."""
+
+    def lock_migrations(self, conn: Connection) -> None:
+        """Make `conn` the only migrator of this database until it closes."""
+
+
+class SqliteDialect:
+    name = "sqlite"
+    listens = False
+
+    def configure(self, engine: Engine, migrating: bool = False) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Hand transaction control to the "begin" hook below: pysqlite's own
+            # implicit BEGIN is deferred (the classic upgrade deadlock, SQLITE_BUSY)
+            # and never covers DDL (a failed migration would leave half a schema).
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            # WAL is a property of the file: readers never block the writer.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if not migrating:
+                # FULL: a commit is on disk before the request that made it returns.
+                cursor.execute("PRAGMA synchronous=FULL")
+                # Not while migrating: batch migrations drop and recreate tables,
+                # which with foreign keys ON would cascade deletes into children.
+                cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # Readers take a deferred snapshot (WAL lets them run beside the
+            # writer); writers take the write lock up front, so two writers
+            # queue instead of deadlocking half-way.
+            if conn.get_execution_options().get(READ_ONLY_OPTION):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def lock_run(self, query: Select[Any]) -> Select[Any]:
+        return query  # BEGIN IMMEDIATE already made this transaction the only writer
+
+    def skip_locked(self, query: Select[Any]) -> Select[Any]:
+        return query  # one writer at a time: there is no row another claimer holds
+
+    def read_options(self) -> dict[str, Any]:
+        return {READ_ONLY_OPTION: True}
+
+    def publish(self, conn: Connection, channel: str, payload: str) -> None:
+        return None  # one process writes the file; its own signals woke its waiters
+
+    @contextlib.contextmanager
+    def elected(self, engine: Engine, key: int) -> Iterator[bool]:
+        yield True
+
+    def lock_migrations(self, conn: Connection) -> None:
+        return None  # the migration's BEGIN IMMEDIATE makes a second migrator wait
+
+
+class PostgresDialect:
+    name = "postgresql"
+    listens = True
+
+    def configure(self, engine: Engine, migrating: bool = False) -> None:
+        return None
+
+    def lock_run(self, query: Select[Any]) -> Select[Any]:
+        return query.with_for_update()
+
+    def skip_locked(self, query: Select[Any]) -> Select[Any]:
+        # concurrent claimers pass over a row another claimer holds instead of
+        # queueing behind it (and never both take it)
+        return query.with_for_update(skip_locked=True)
+
+    def read_options(self) -> dict[str, Any]:
+        # READ COMMITTED would let a run row and its history come from two
+        # different commits; one snapshot keeps invariant 1 for readers.
+        return {READ_ONLY_OPTION: True, "isolation_level": "REPEATABLE READ"}
+
+    def publish(self, conn: Connection, channel: str, payload: str) -> None:
+        conn.execute(
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}
+        )
+
+    @contextlib.contextmanager
+    def elected(self, engine: Engine, key: int) -> Iterator[bool]:
+        # per schema: deployments (and test runs) sharing a database in
+        # separate schemas do not elect each other
+        with engine.connect() as conn:
+            got = bool(
+                conn.execute(
+                    text("SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))"),
+                    {"key": key},
+                ).scalar()
+            )
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(
+                        text("SELECT pg_advisory_unlock(:key, hashtext(current_schema()))"),
+                        {"key": key},
+                    )
+                    conn.commit()
+
+    def lock_migrations(self, conn: Connection) -> None:
+        conn.execute(
+            text("SELECT pg_advisory_lock(:key, hashtext(current_schema()))"),
+            {"key": MIGRATION_LOCK_KEY},
+        )
+        # Alembic must find the connection outside a transaction to run its own.
+        conn.commit()
+
+
+def dialect_for(url: str) -> Dialect:
+    """The Dialect of a database URL; ValueError names a backend rok does not run on."""
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return SqliteDialect()
+    if backend == "postgresql":
+        return PostgresDialect()
+    raise ValueError(f"rok runs on sqlite or postgresql, not {backend!r} ({url.split(':')[0]})")

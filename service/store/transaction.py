@@ -1,0 +1,189 @@
+"""One write transaction on one run: the only way a run's phase is ever written.
+
+Guarantees (each held by the database, not only by the Python above it):
+- Every move is checked against VALID_TRANSITIONS here (`transition`), so no
+  caller, the kernel included, can persist a move the table forbids. The one
+  exception is an attempt entry (`record_attempt`: from == to), which starts
+  a new attempt without moving the run.
+- A move is one guarded UPDATE (`WHERE phase = :expected AND history_length
+  = :n`) plus its history row; zero rows updated means someone else moved the
+  run first, and nothing is written.
+- A history slot (run_id, seq) is unique, and so is a run's finalize_run ack.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, update
+
+from service.errors import PhaseTransitionError
+from service.model.audit import AuditExpectation, DomainAck
+from service.model.phases import PhaseTransition, RunPhase, check_transition
+from service.store.records import NO_CHANGES, NO_LEASE, RunChanges, RunRecord, RunRow
+from service.store.rows import (
+    load_acks,
+    load_expectations,
+    load_records,
+    row_from_mapping,
+    row_values,
+)
+from service.store.signals import ack_key
+from service.store.tables import acks, runs, transitions
+
+# Writes on one run, built once (building a statement costs more CPU than
+# SQLite takes to run it). An UPDATE without .values() sets the columns named
+# by the parameters; the match_* parameters are the guard of the WHERE clause.
+_UPDATE_RUN = update(runs).where(runs.c.id == bindparam("match_id"))
+_MOVE_RUN = update(runs).where(
+    runs.c.id == bindparam("match_id"),
+    runs.c.phase == bindparam("match_phase"),
+    runs.c.history_length == bindparam("match_length"),
+)
+_INSERT_TRANSITION = insert(transitions)
+_INSERT_ACK = insert(acks)
+
+
+class RunTransaction:
+    """One write transaction on one run, the row already locked and loaded."""
+
+    def __init__(self, conn: Connection, row: RunRow, now: datetime) -> None:
+        self.conn = conn
+        self.row = row
+        self.now = now
+        self._expectations: list[AuditExpectation] | None = None
+        self._acks: list[DomainAck] | None = None
+        self.notified: set[str] = set()
+
+    def notify(self, key: str) -> None:
+        """Wake waiters on `key` once this transaction commits (and other replicas, on PG)."""
+        self.notified.add(key)
+
+    def transition(
+        self,
+        to_phase: RunPhase,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+        changes: RunChanges = NO_CHANGES,
+    ) -> PhaseTransition:
+        """Move the run to `to_phase` (if the table allows it) and append the history entry.
+
+        PhaseTransitionError, and nothing written, for a move VALID_TRANSITIONS forbids.
+        """
+        row = self.row
+        check_transition(row.id, row.phase, to_phase)
+        entry = PhaseTransition(row.phase, to_phase, self.now, reason, dict(details or {}))
+        self._write_move(entry, row.attempt, {"phase": to_phase.value, **changes.values()})
+        return entry
+
+    def record_attempt(self, attempt: int, reason: str) -> PhaseTransition:
+        """Start attempt `attempt` in the current phase and put the run back in the queue.
+
+        from == to: the run does not move (a retry never goes backwards); the
+        entry carries the new attempt number, and later moves carry it too.
+        """
+        row = self.row
+        if row.is_terminal:
+            raise PhaseTransitionError(row.id, row.phase, row.phase, "it is terminal")
+        entry = PhaseTransition(
+            row.phase, row.phase, self.now, reason, {"attempt_started": attempt}
+        )
+        self._write_move(entry, attempt, {"attempt": attempt, "available": True, **NO_LEASE})
+        return entry
+
+    def record_governance(self, passed: bool, reconciliation: dict[str, Any]) -> None:
+        """Record a governance check's verdict on the run (no phase move)."""
+        self._update(
+            {
+                "governance_passed": passed,
+                "governance_checked_at": self.now,
+                "governance_reconciliation": reconciliation,
+            }
+        )
+
+    def add_ack(
+        self,
+        domain: str,
+        action: str,
+        result_id: str | None,
+        error: str | None,
+        late: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> DomainAck:
+        ack = DomainAck(self.row.id, domain, action, result_id, error, self.now, late, details)
+        self.conn.execute(
+            _INSERT_ACK,
+            {
+                "run_id": self.row.id,
+                "domain": domain,
+                "action": action,
+                "result_id": result_id,
+                "error": error,
+                "at": self.now,
+                "late": late,
+                "details": details,
+            },
+        )
+        self.notify(ack_key(self.row.id))
+        if self._acks is not None:
+            self._acks.append(ack)
+        return ack
+
+    def record(self) -> RunRecord:
+        """The run as this transaction leaves it, read on its own connection."""
+        return load_records(self.conn, [self.row])[0]
+
+    def expectations(self) -> list[AuditExpectation]:
+        if self._expectations is None:
+            self._expectations = load_expectations(self.conn, [self.row])[self.row.id]
+        return self._expectations
+
+    def acks(self) -> list[DomainAck]:
+        if self._acks is None:
+            self._acks = load_acks(self.conn, [self.row.id])[self.row.id]
+        return self._acks
+
+    # -- the write path of every move ------------------------------------------
+
+    def _write_move(self, entry: PhaseTransition, attempt: int, values: dict[str, Any]) -> None:
+        """The guarded UPDATE and its history row: the run only if it is still as loaded."""
+        row = self.row
+        values = {**values, "history_length": row.history_length + 1, "updated_at": self.now}
+        result = self.conn.execute(
+            _MOVE_RUN,
+            {
+                "match_id": row.id,
+                "match_phase": row.phase.value,
+                "match_length": row.history_length,
+                **values,
+            },
+        )
+        if result.rowcount != 1:
+            # Only reachable when another writer bypassed the row lock; refuse.
+            raise PhaseTransitionError(
+                row.id, row.phase, entry.to_phase, "the run was moved concurrently"
+            )
+        self.conn.execute(
+            _INSERT_TRANSITION,
+            {
+                "run_id": row.id,
+                "seq": row.history_length + 1,
+                "attempt": attempt,
+                "from_phase": entry.from_phase.value,
+                "to_phase": entry.to_phase.value,
+                "at": entry.at,
+                "reason": entry.reason,
+                "details": entry.details or None,
+            },
+        )
+        self._apply(values)
+
+    def _update(self, values: dict[str, Any]) -> None:
+        values = {"updated_at": self.now, **values}
+        self.conn.execute(_UPDATE_RUN, {"match_id": self.row.id, **values})
+        self._apply(values)
+
+    def _apply(self, values: dict[str, Any]) -> None:
+        self.row = row_from_mapping(row_values(self.row) | values)
+        self._expectations = None  # deadlines depend on clock_started_at
