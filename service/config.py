@@ -15,6 +15,9 @@ from service.errors import ConfigError
 
 MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000  # 24 h: the longest run or wait rok accepts
 DEFAULT_DATABASE_URL = "sqlite:///./rok.db"
+DEFAULT_HISTORY_KEY_FILE = "rok-history.key"
+AUTH_REQUIRED = "required"
+AUTH_OFF = "off"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -29,6 +32,18 @@ class Settings:
     grace_period_ms: int = 5000
     database_url: str = DEFAULT_DATABASE_URL
     sweep_interval_ms: int = 1000
+    # -- trust (DESIGN section 9) --
+    auth: str = AUTH_REQUIRED
+    """`required`: every request but health and docs needs a key; `off`: loopback only."""
+    history_key: bytes | None = None
+    """ROK_HISTORY_KEY: seals each run's history (HMAC); never stored in the database."""
+    history_key_file: str = DEFAULT_HISTORY_KEY_FILE
+    """Read (or created, 0600, when missing) if ROK_HISTORY_KEY is not set."""
+    idempotency_ttl_s: int = 86400
+    max_body_bytes: int = 1024 * 1024
+    max_acks_per_run: int = 1000
+    rate_limit: str | None = None
+    """Per key, in the `limits` notation (`100/second`); None: no limit."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,7 +56,19 @@ class Settings:
             grace_period_ms=_millis(env, "ROK_GRACE_PERIOD_MS", 5000, minimum=0),
             database_url=_database_url(env),
             sweep_interval_ms=_millis(env, "ROK_SWEEP_INTERVAL_MS", 1000, minimum=1),
+            auth=_choice(env, "ROK_AUTH", AUTH_REQUIRED, (AUTH_REQUIRED, AUTH_OFF)),
+            history_key=_history_key(env),
+            history_key_file=(env.get("ROK_HISTORY_KEY_FILE") or "").strip()
+            or DEFAULT_HISTORY_KEY_FILE,
+            idempotency_ttl_s=_whole(env, "ROK_IDEMPOTENCY_TTL_S", 86400, 1, 365 * 86400),
+            max_body_bytes=_whole(env, "ROK_MAX_BODY_BYTES", 1024 * 1024, 1024, 1 << 30),
+            max_acks_per_run=_whole(env, "ROK_MAX_ACKS_PER_RUN", 1000, 1, 1_000_000),
+            rate_limit=_rate_limit(env),
         )
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == AUTH_REQUIRED
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -78,4 +105,53 @@ def _database_url(env: Mapping[str, str]) -> str:
             f"ROK_DATABASE_URL={raw!r} is not supported; use sqlite:///path/to/rok.db "
             "or postgresql+psycopg://user@host/db"
         )
+    return raw
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ConfigError(f"{name}={env.get(name)!r} is not one of: {', '.join(choices)}")
+    return raw
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={raw!r} is out of range: from {minimum} to {maximum}")
+    return value
+
+
+def _history_key(env: Mapping[str, str]) -> bytes | None:
+    raw = (env.get("ROK_HISTORY_KEY") or "").strip()
+    if not raw:
+        return None
+    if len(raw) < 32:
+        raise ConfigError(
+            "ROK_HISTORY_KEY is too short to seal a history: use at least 32 characters "
+            "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+        )
+    return raw.encode()
+
+
+def _rate_limit(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("ROK_RATE_LIMIT") or "").strip()
+    if not raw:
+        return None
+    from limits import parse_many  # only a service that limits needs the parser
+
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(
+            f"ROK_RATE_LIMIT={raw!r} is not a rate limit; write e.g. 100/second or 1000/minute"
+        ) from None
     return raw

@@ -72,6 +72,8 @@ class DomainAck:
     """Arrived after the run was terminal: kept as drift, never counted as evidence."""
     details: dict[str, Any] | None = None
     """What the domain recorded: an incident, a policy evaluation, a trace summary."""
+    actor: str | None = None
+    """Who sent it: the API key's id (None with auth off, or the service itself)."""
 
     @property
     def pair(self) -> Pair:

@@ -27,6 +27,8 @@ class Lease:
 class HistoryEntry:
     transition: PhaseTransition
     attempt: int
+    actor: str | None = None
+    """Who made the move: the API key's id (None with auth off, or the service itself)."""
 
 
 @dataclass
@@ -106,6 +108,8 @@ class NewRun:
     idempotency_scope: str | None
     request_fingerprint: str | None
     created_at: datetime
+    created_by: str | None = None
+    """The actor (API key id) that created the run."""
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ def _load_history(conn: Connection, ids: list[str]) -> dict[str, list[HistoryEnt
         entry = PhaseTransition(
             RunPhase(t.from_phase), RunPhase(t.to_phase), t.at, t.reason, t.details or {}
         )
-        out[t.run_id].append(HistoryEntry(entry, t.attempt))
+        out[t.run_id].append(HistoryEntry(entry, t.attempt, t.actor))
     return out
 
 
@@ -144,6 +144,8 @@ def load_acks(conn: Connection, ids: list[str]) -> dict[str, list[DomainAck]]:
     out: dict[str, list[DomainAck]] = {i: [] for i in ids}
     for a in _children(conn, _SELECT_ACKS, acks, "id", ids):
         out[a.run_id].append(
-            DomainAck(a.run_id, a.domain, a.action, a.result_id, a.error, a.at, a.late, a.details)
+            DomainAck(
+                a.run_id, a.domain, a.action, a.result_id, a.error, a.at, a.late, a.details, a.actor
+            )
         )
     return out

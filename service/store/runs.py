@@ -118,17 +118,19 @@ class RunStore:
     # -- transactions on one run -----------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self, run_id: str, clock: Callable[[], datetime]) -> Iterator[RunTransaction]:
+    def transaction(
+        self, run_id: str, clock: Callable[[], datetime], actor: str | None = None
+    ) -> Iterator[RunTransaction]:
         """Lock the run's row, load it, and commit what the block did (or nothing).
 
         The clock is read once the lock is held, so the times written follow
-        the order in which writers commit.
+        the order in which writers commit. `actor` is recorded on every entry.
         """
         with self.db.write() as conn:
             found = conn.execute(self._select_run_locked, {"run_id": run_id}).first()
             if found is None:
                 raise RunNotFound(run_id)
-            tx = RunTransaction(conn, row_from_mapping(found._mapping), clock())
+            tx = RunTransaction(conn, row_from_mapping(found._mapping), clock(), actor)
             yield tx
             self._publish(conn, tx.notified)
         self._wake(tx.notified)
@@ -200,6 +202,7 @@ def _new_run_values(new: NewRun) -> dict[str, Any]:
         "history_length": 0,
         "created_at": new.created_at,
         "updated_at": new.created_at,
+        "created_by": new.created_by,
     }
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -75,6 +76,15 @@ def _phase_check(column: str, table: str) -> CheckConstraint:
     return CheckConstraint(f"{column} IN ({PHASE_VALUES})", name=f"ck_{table}_{column}")
 
 
+def _sealed() -> list[Column[Any]]:
+    """Who wrote an entry, and its place and seal in the run's chain (migration 0004)."""
+    return [
+        Column("actor", String(64), nullable=True),
+        Column("chain_seq", Integer, nullable=True),
+        Column("hash", String(64), nullable=True),
+    ]
+
+
 # Spelled out, not built from bound parameters: SQLite uses a partial index
 # only when the query contains its WHERE term as written (see the sweeper).
 LIVE_RUN = "phase NOT IN ('COMPLETED', 'FAILED')"
@@ -114,6 +124,11 @@ runs = Table(
     # the worker's key for the claim that took the lease (migration 0002): the
     # same claim sent again, its answer having been lost, gets the same lease
     Column("lease_claim_id", String(100), nullable=True),
+    # trust (migration 0004): who created the run, and the head of its sealed
+    # evidence chain (each transition and ack is HMAC-chained to the last)
+    Column("created_by", String(64), nullable=True),
+    Column("chain_length", Integer, nullable=False, server_default=text("0")),
+    Column("chain_head", String(64), nullable=True),
     _phase_check("phase", "runs"),
     Index("ix_runs_idempotency_scope", "idempotency_scope", unique=True),
     Index("ix_runs_created", "created_at", "id"),
@@ -127,10 +142,12 @@ runs = Table(
         sqlite_where=text("lease_expires_at IS NOT NULL"),
         postgresql_where=text("lease_expires_at IS NOT NULL"),
     ),
+    # unique (migration 0004): one claim_id sent many times at once leases one run
     Index(
         "ix_runs_lease_claim",
         "lease_worker_id",
         "lease_claim_id",
+        unique=True,
         sqlite_where=text("lease_claim_id IS NOT NULL"),
         postgresql_where=text("lease_claim_id IS NOT NULL"),
     ),
@@ -178,6 +195,7 @@ transitions = Table(
     Column("at", UTCDateTime, nullable=False),
     Column("reason", Text, nullable=True),
     Column("details", JSON, nullable=True),
+    *_sealed(),
     # two writers racing for the same history slot: exactly one wins
     UniqueConstraint("run_id", "seq", name="uq_transitions_run_seq"),
     _phase_check("from_phase", "transitions"),
@@ -208,6 +226,7 @@ acks = Table(
     Column("late", Boolean, nullable=False, server_default=text("false")),
     # what the domain recorded (an incident, a policy evaluation, a trace summary)
     Column("details", JSON, nullable=True),
+    *_sealed(),
     Index("ix_acks_run", "run_id", "id"),
     # invariant 2: a run has at most one finalize_run ack, whoever races for it
     Index(
@@ -217,4 +236,34 @@ acks = Table(
         sqlite_where=text("domain = 'orchestrator' AND action = 'finalize_run'"),
         postgresql_where=text("domain = 'orchestrator' AND action = 'finalize_run'"),
     ),
+)
+
+# API keys (migration 0004): only a hash of the secret is stored; the key
+# itself is shown once, by `rok keys create`.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(200), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("scopes", JSON, nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# Idempotency-Key (migration 0004): the first answer to a key, per principal,
+# replayed to a retry. A row with no status is a request still in progress.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("principal", String(64), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("content_type", String(100), nullable=True),
+    Column("body", LargeBinary, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("principal", "key", name="pk_idempotency_keys"),
+    Index("ix_idempotency_keys_created", "created_at"),
 )

@@ -48,10 +48,14 @@ _INSERT_ACK = insert(acks)
 class RunTransaction:
     """One write transaction on one run, the row already locked and loaded."""
 
-    def __init__(self, conn: Connection, row: RunRow, now: datetime) -> None:
+    def __init__(
+        self, conn: Connection, row: RunRow, now: datetime, actor: str | None = None
+    ) -> None:
         self.conn = conn
         self.row = row
         self.now = now
+        self.actor = actor
+        """Who is writing (an API key's id; None with auth off or for the service itself)."""
         self._expectations: list[AuditExpectation] | None = None
         self._acks: list[DomainAck] | None = None
         self.notified: set[str] = set()
@@ -111,7 +115,9 @@ class RunTransaction:
         late: bool = False,
         details: dict[str, Any] | None = None,
     ) -> DomainAck:
-        ack = DomainAck(self.row.id, domain, action, result_id, error, self.now, late, details)
+        ack = DomainAck(
+            self.row.id, domain, action, result_id, error, self.now, late, details, self.actor
+        )
         self.conn.execute(
             _INSERT_ACK,
             {
@@ -123,6 +129,7 @@ class RunTransaction:
                 "at": self.now,
                 "late": late,
                 "details": details,
+                "actor": self.actor,
             },
         )
         self.notify(ack_key(self.row.id))
@@ -175,6 +182,7 @@ class RunTransaction:
                 "at": entry.at,
                 "reason": entry.reason,
                 "details": entry.details or None,
+                "actor": self.actor,
             },
         )
         self._apply(values)
