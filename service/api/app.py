@@ -7,13 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from service.api import runs
+from service.api.deps import AuthorityDep
 from service.api.errors import install_error_handlers
 from service.api.limits import BodySizeLimit
+from service.api.routes import ROUTERS
 from service.api.schemas import HealthOut
 from service.authority import Authority
 from service.config import Settings
@@ -77,17 +78,16 @@ def create_app(
         app.state.authority = authority
     app.add_middleware(BodySizeLimit)
     install_error_handlers(app)
-    app.include_router(runs.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"], summary="Liveness")
-    async def healthz(request: Request) -> dict[str, str]:
-        current: Authority = request.app.state.authority
-
+    async def healthz(authority: AuthorityDep) -> dict[str, str]:
         def ping() -> None:
-            with current.database.read() as conn:
+            with authority.database.read() as conn:
                 conn.execute(text("SELECT 1"))
 
         await run_in_threadpool(ping)
-        return {"status": "ok", "database": current.database.dialect}
+        return {"status": "ok", "database": authority.database.dialect.name}
 
     return app

@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from service.kernel.kernel import MAX_ACK_BATCH
+from service.kernel.spec import MAX_ACK_BATCH
 from service.model.phases import RunPhase
+from tests.api.refusals import nothing_changes, refused, send
 from tests.api.runs_api import (
     DOMAIN_PAIRS,
     UNKNOWN_RUN,
@@ -18,7 +19,6 @@ from tests.api.runs_api import (
     finalize_run_acks,
     parse_time,
 )
-from tests.api.test_bad_input import nothing_changes, refused, send
 from tests.support.server import ServerProcess
 
 

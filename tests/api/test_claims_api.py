@@ -8,8 +8,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from service.model.phases import RunPhase
+from tests.api.refusals import nothing_changes, refused, send
 from tests.api.runs_api import RunsApi, expect, parse_time
-from tests.api.test_bad_input import nothing_changes, refused, send
 
 LEASE = "X-Lease-Token"
 

@@ -1,99 +1,21 @@
-"""Request and response models: these classes are the OpenAPI contract.
-
-Requests forbid unknown fields (a typo must not be silently ignored by a
-governance service) and bound every number and string.
-"""
+"""Request bodies: each forbids unknown fields and bounds every number and string."""
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    field_validator,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, StrictBool, StrictInt, field_validator
 
+from service.api.schemas.base import Name, Pair, StrictModel
 from service.config import MAX_TIMEOUT_MS
-from service.kernel.kernel import MAX_ACK_BATCH
-from service.model.audit import ExpectationStatus, ReconciliationStatus
-from service.model.phases import RunPhase
-
-Name = Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")
-Pair = tuple[str, str]
-
-
-class StrictModel(BaseModel):
-    """A request body: unknown fields, coerced types and unstorable text are refused."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storable(cls, data: Any) -> Any:
-        # Every value must come back exactly as sent, on both databases:
-        # see check_storable for what cannot.
-        check_storable(data, "body")
-        return data
+from service.kernel.spec import MAX_ACK_BATCH
 
 
 class EmptyIn(StrictModel):
     """The body of a move that takes no parameters: absent, or `{}`."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}]})
-
-
-MAX_JSON_DEPTH = 32
-_INT64 = 2**63
-
-
-def check_storable(value: Any, where: str, depth: int = 0) -> None:
-    """Refuse JSON values that a database would alter, reject or choke on.
-
-    NaN/Infinity are not JSON (SQLite would store null, PostgreSQL refuses
-    them), integers past 64 bits come back as floats, NUL characters are
-    refused by PostgreSQL text, lone surrogates cannot be encoded, and very
-    deep nesting overflows the encoders. Each would either change a stored run
-    or fail after it was committed.
-    """
-    if depth > MAX_JSON_DEPTH:
-        raise ValueError(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels")
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            raise ValueError(f"{where} holds {value}, which is not a JSON number")
-    elif isinstance(value, bool):
-        return
-    elif isinstance(value, int):
-        if not -_INT64 <= value < _INT64:
-            raise ValueError(f"{where} holds an integer outside the signed 64-bit range")
-    elif isinstance(value, str):
-        _check_text(value, where)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(str(key), f"{where} key")
-            check_storable(item, f"{where}.{key}", depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            check_storable(item, f"{where}[{index}]", depth + 1)
-
-
-def _check_text(text: str, where: str) -> None:
-    if "\x00" in text:
-        raise ValueError(f"{where} contains a NUL character")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{where} contains an unpaired surrogate") from None
-
-
-# -- requests -----------------------------------------------------------------
 
 
 class ExpectationIn(StrictModel):
@@ -306,118 +228,3 @@ class FailIn(StrictModel):
     )
 
     error: str = Field(min_length=1, max_length=10000)
-
-
-# -- responses ----------------------------------------------------------------
-
-
-class HistoryEntryOut(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    from_: RunPhase = Field(alias="from")
-    to: RunPhase
-    at: datetime
-    reason: str | None
-    attempt: int
-    kind: Literal["transition", "attempt"] = Field(
-        description="`attempt`: a new attempt began in the same phase (from == to)."
-    )
-    details: dict[str, Any]
-
-
-class ExpectationOut(BaseModel):
-    domain: str
-    action: str
-    deadline_ms: int | None
-    deadline: datetime | None
-    status: ExpectationStatus
-
-
-class AckOut(BaseModel):
-    domain: str
-    action: str
-    result_id: str | None
-    error: str | None
-    at: datetime
-    late: bool = Field(description="Arrived after the run was terminal: kept as drift.")
-    details: dict[str, Any] | None = None
-
-
-class AckBatchOut(BaseModel):
-    acks: list[AckOut] = Field(description="As recorded, in the order sent.")
-
-
-class ReconciliationOut(BaseModel):
-    status: ReconciliationStatus
-    missing: list[Pair]
-    drift: list[Pair]
-    invalid: list[Pair]
-    failed: list[Pair]
-    stale: bool
-
-
-class GovernanceOut(BaseModel):
-    passed: bool
-    checked_at: datetime
-    reconciliation: ReconciliationOut
-
-
-class LeaseOut(BaseModel):
-    worker_id: str
-    expires_at: datetime
-
-
-class LeaseGrantOut(LeaseOut):
-    token: str = Field(description="Send it as X-Lease-Token on every move of this run.")
-
-
-class RunOut(BaseModel):
-    id: UUID
-    tenant_id: str | None
-    handler: str | None
-    input: Any
-    phase: RunPhase
-    attempt: int
-    max_attempts: int
-    priority: int
-    run_timeout_ms: int
-    created_at: datetime
-    updated_at: datetime
-    execution_success: bool | None
-    error: str | None
-    lease: LeaseOut | None
-    governance: GovernanceOut | None = Field(description="The last recorded governance check.")
-    history: list[HistoryEntryOut]
-    expectations: list[ExpectationOut]
-    acks: list[AckOut]
-    incidents: list[dict[str, Any]] = Field(
-        description="Incidents the incidents domain opened for this run."
-    )
-    reconciliation: ReconciliationOut = Field(description="The reconciliation as of now.")
-
-
-class ClaimOut(BaseModel):
-    run: RunOut
-    lease: LeaseGrantOut
-
-
-class RunPageOut(BaseModel):
-    items: list[RunOut]
-    next_cursor: str | None
-
-
-class GovernanceCheckOut(BaseModel):
-    passed: bool
-    reconciliation: ReconciliationOut
-    run: RunOut
-
-
-class ErrorOut(BaseModel):
-    detail: str
-    current_phase: RunPhase | None = None
-    requested_phase: RunPhase | None = None
-
-
-class HealthOut(BaseModel):
-    status: str
-    database: str

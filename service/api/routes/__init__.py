@@ -1,0 +1,19 @@
+"""The /runs API, one router per resource (all under the `runs` tag).
+
+runs: create, list, get · leases: claim, heartbeat · moves: the lifecycle
+moves · acks: domain acks · governance: the check and the reconciliation.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.routes import acks, governance, leases, moves, runs
+
+ROUTERS: tuple[APIRouter, ...] = (
+    runs.router,
+    leases.router,
+    moves.router,
+    acks.router,
+    governance.router,
+)

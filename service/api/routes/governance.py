@@ -1,0 +1,59 @@
+"""Governance: the check that reconciles a run's acks with its contract, and the
+reconciliation as of now."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Response
+
+from service.api.deps import AuthorityDep, LeaseTokenDep
+from service.api.presenters import RokJSONResponse, reconciliation_json
+from service.api.routes.common import ERRORS, NOT_FOUND, moved_run, mover
+from service.api.schemas import GovernanceCheckIn, GovernanceCheckOut, ReconciliationOut
+from service.errors import GovernanceCheckError
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+
+@router.post(
+    "/{run_id}/governance-check",
+    response_model=GovernanceCheckOut,
+    responses=ERRORS,
+    summary="Wait for the domain acks (up to timeout_ms), reconcile and record the check; "
+    "optionally finalize",
+)
+async def governance_check(
+    run_id: UUID,
+    authority: AuthorityDep,
+    lease_token: LeaseTokenDep,
+    body: Annotated[GovernanceCheckIn | None, Body()] = None,
+) -> Response:
+    # async on purpose: the wait for acks parks on the event loop, not on a pool thread
+    check = body or GovernanceCheckIn()
+    kernel = mover(authority, run_id, lease_token)
+    try:
+        outcome = await kernel.governance_check_async(
+            check.timeout_ms, check.require_all_acks, check.finalize
+        )
+    except GovernanceCheckError as failed:
+        # strict mode: the run is already FAILED; the answer is still the check (200)
+        outcome = failed.outcome
+    return RokJSONResponse(
+        {
+            "passed": outcome.passed,
+            "reconciliation": reconciliation_json(outcome.reconciliation),
+            "run": moved_run(authority, kernel),
+        }
+    )
+
+
+@router.get(
+    "/{run_id}/reconciliation",
+    response_model=ReconciliationOut,
+    responses=NOT_FOUND,
+    summary="The run's reconciliation as of now",
+)
+def reconciliation(run_id: UUID, authority: AuthorityDep) -> dict[str, Any]:
+    return reconciliation_json(authority.kernel(str(run_id)).reconciliation())

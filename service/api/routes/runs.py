@@ -1,0 +1,87 @@
+"""Runs: create one (T0: its audit contract is declared with it), list them, read one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response, status
+
+from service.api.deps import AuthorityDep
+from service.api.presenters import RokJSONResponse, run_json
+from service.api.routes.common import ERRORS
+from service.api.schemas import CreateRunIn, ErrorOut, RunOut, RunPageOut, check_storable
+from service.authority import Authority
+from service.errors import InvalidRequest
+from service.kernel import create_rok
+from service.model.phases import RunPhase
+from service.store.runs import RunFilter
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+
+def _run(authority: Authority, run_id: str) -> RokJSONResponse:
+    return RokJSONResponse(run_json(authority.store.get(run_id), authority.clock()))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RunOut,
+    responses={
+        200: {"model": RunOut, "description": "Replay of an idempotency key: the same run."},
+        409: {"model": ErrorOut, "description": "A run with that run_id exists."},
+    },
+    summary="Create a run and declare its audit contract (T0)",
+)
+def create_run(body: CreateRunIn, authority: AuthorityDep) -> Response:
+    kernel = create_rok(
+        str(body.run_id) if body.run_id else None,
+        tenant_id=body.tenant_id,
+        run_timeout_ms=body.run_timeout_ms,
+        store=authority.store,
+        settings=authority.settings,
+        handler=body.handler,
+        input=body.input,
+        expectations=(
+            [(e.domain, e.action, e.deadline_ms) for e in body.expectations]
+            if body.expectations is not None
+            else None
+        ),
+        idempotency_key=body.idempotency_key,
+        max_attempts=body.max_attempts,
+        priority=body.priority,
+    )
+    created = kernel.declare_expectations()
+    answer = _run(authority, kernel.run_id)
+    answer.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return answer
+
+
+@router.get("", response_model=RunPageOut, summary="List runs, newest first")
+def list_runs(
+    authority: AuthorityDep,
+    phase: RunPhase | None = None,
+    tenant_id: str | None = None,
+    handler: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> Response:
+    for name, value in (("tenant_id", tenant_id), ("handler", handler), ("cursor", cursor)):
+        if value is not None:
+            try:
+                check_storable(value, name)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from None
+    records, next_cursor = authority.store.list(
+        RunFilter(phase=phase, tenant_id=tenant_id, handler=handler), limit, cursor
+    )
+    now = authority.clock()
+    return RokJSONResponse(
+        {"items": [run_json(r, now) for r in records], "next_cursor": next_cursor}
+    )
+
+
+@router.get("/{run_id}", response_model=RunOut, responses=ERRORS, summary="Get a run")
+def get_run(run_id: UUID, authority: AuthorityDep) -> Response:
+    return _run(authority, str(run_id))

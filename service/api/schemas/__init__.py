@@ -1,0 +1,74 @@
+"""Request and response models: these classes are the OpenAPI contract.
+
+Requests (`requests`) forbid unknown fields (a typo must not be silently
+ignored by a governance service) and bound every number and string; what they
+share, the check that a value is storable, is in `base`. Responses
+(`responses`) are the shapes the presenters build.
+"""
+
+from __future__ import annotations
+
+from service.api.schemas.base import StrictModel, check_storable
+from service.api.schemas.requests import (
+    AckBatchIn,
+    AckIn,
+    AuthorizeIn,
+    ClaimIn,
+    CreateRunIn,
+    EmptyIn,
+    ExecutionCompleteIn,
+    ExpectationIn,
+    FailIn,
+    FinalizeIn,
+    GovernanceCheckIn,
+    HeartbeatIn,
+    UngovernedOutcomeIn,
+)
+from service.api.schemas.responses import (
+    AckBatchOut,
+    AckOut,
+    ClaimOut,
+    ErrorOut,
+    ExpectationOut,
+    GovernanceCheckOut,
+    GovernanceOut,
+    HealthOut,
+    HistoryEntryOut,
+    LeaseGrantOut,
+    LeaseOut,
+    ReconciliationOut,
+    RunOut,
+    RunPageOut,
+)
+
+__all__ = [
+    "AckBatchIn",
+    "AckBatchOut",
+    "AckIn",
+    "AckOut",
+    "AuthorizeIn",
+    "ClaimIn",
+    "ClaimOut",
+    "CreateRunIn",
+    "EmptyIn",
+    "ErrorOut",
+    "ExecutionCompleteIn",
+    "ExpectationIn",
+    "ExpectationOut",
+    "FailIn",
+    "FinalizeIn",
+    "GovernanceCheckIn",
+    "GovernanceCheckOut",
+    "GovernanceOut",
+    "HealthOut",
+    "HeartbeatIn",
+    "HistoryEntryOut",
+    "LeaseGrantOut",
+    "LeaseOut",
+    "ReconciliationOut",
+    "RunOut",
+    "RunPageOut",
+    "StrictModel",
+    "UngovernedOutcomeIn",
+    "check_storable",
+]

@@ -1,0 +1,125 @@
+"""Response models: the shapes the presenters build, as the OpenAPI contract states them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.api.schemas.base import Pair
+from service.model.audit import ExpectationStatus, ReconciliationStatus
+from service.model.phases import RunPhase
+
+
+class HistoryEntryOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: RunPhase = Field(alias="from")
+    to: RunPhase
+    at: datetime
+    reason: str | None
+    attempt: int
+    kind: Literal["transition", "attempt"] = Field(
+        description="`attempt`: a new attempt began in the same phase (from == to)."
+    )
+    details: dict[str, Any]
+
+
+class ExpectationOut(BaseModel):
+    domain: str
+    action: str
+    deadline_ms: int | None
+    deadline: datetime | None
+    status: ExpectationStatus
+
+
+class AckOut(BaseModel):
+    domain: str
+    action: str
+    result_id: str | None
+    error: str | None
+    at: datetime
+    late: bool = Field(description="Arrived after the run was terminal: kept as drift.")
+    details: dict[str, Any] | None = None
+
+
+class AckBatchOut(BaseModel):
+    acks: list[AckOut] = Field(description="As recorded, in the order sent.")
+
+
+class ReconciliationOut(BaseModel):
+    status: ReconciliationStatus
+    missing: list[Pair]
+    drift: list[Pair]
+    invalid: list[Pair]
+    failed: list[Pair]
+    stale: bool
+
+
+class GovernanceOut(BaseModel):
+    passed: bool
+    checked_at: datetime
+    reconciliation: ReconciliationOut
+
+
+class LeaseOut(BaseModel):
+    worker_id: str
+    expires_at: datetime
+
+
+class LeaseGrantOut(LeaseOut):
+    token: str = Field(description="Send it as X-Lease-Token on every move of this run.")
+
+
+class RunOut(BaseModel):
+    id: UUID
+    tenant_id: str | None
+    handler: str | None
+    input: Any
+    phase: RunPhase
+    attempt: int
+    max_attempts: int
+    priority: int
+    run_timeout_ms: int
+    created_at: datetime
+    updated_at: datetime
+    execution_success: bool | None
+    error: str | None
+    lease: LeaseOut | None
+    governance: GovernanceOut | None = Field(description="The last recorded governance check.")
+    history: list[HistoryEntryOut]
+    expectations: list[ExpectationOut]
+    acks: list[AckOut]
+    incidents: list[dict[str, Any]] = Field(
+        description="Incidents the incidents domain opened for this run."
+    )
+    reconciliation: ReconciliationOut = Field(description="The reconciliation as of now.")
+
+
+class ClaimOut(BaseModel):
+    run: RunOut
+    lease: LeaseGrantOut
+
+
+class RunPageOut(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None
+
+
+class GovernanceCheckOut(BaseModel):
+    passed: bool
+    reconciliation: ReconciliationOut
+    run: RunOut
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    current_phase: RunPhase | None = None
+    requested_phase: RunPhase | None = None
+
+
+class HealthOut(BaseModel):
+    status: str
+    database: str

@@ -1,0 +1,63 @@
+"""Invariant 5 (DESIGN.md section 8), the means to check it: bad input is refused
+with a clear error and leaves what was stored unchanged.
+
+Every refusal test snapshots the runs through the API (the whole list, each run
+as GET /runs/{id} shows it) before the bad request and compares after it
+(`nothing_changes`), and checks the answer's status and `detail` (`refused`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+from tests.api.runs_api import RunsApi
+
+JSON = {"content-type": "application/json"}
+
+
+@contextlib.contextmanager
+def nothing_changes(api: RunsApi) -> Iterator[None]:
+    """Every stored run, as the API shows it, is the same after the block as before."""
+    before = api.all_runs()
+    yield
+    after = api.all_runs()
+    assert len(after) == len(before), "a refused request created or removed a run"
+    for old, new in zip(before, after, strict=True):
+        assert new == old, f"a refused request changed run {old['id']}"
+
+
+def detail_text(response: httpx.Response) -> str:
+    """The error's `detail`, which must exist and say something."""
+    body = response.json()
+    assert "detail" in body, body
+    detail = body["detail"]
+    assert detail, body
+    if isinstance(detail, list):  # validation errors: each names where and what
+        for error in detail:
+            assert error.get("loc") and error.get("msg"), error
+    return detail if isinstance(detail, str) else json.dumps(detail)
+
+
+def refused(response: httpx.Response, status: int, *mentions: str) -> httpx.Response:
+    assert response.status_code == status, (
+        f"{response.request.method} {response.request.url.path}: expected {status}, "
+        f"got {response.status_code}: {response.text[:1000]}"
+    )
+    text = detail_text(response)
+    for word in mentions:
+        assert word in text, f"the error does not mention {word!r}: {text}"
+    return response
+
+
+def send(
+    http: TestClient, method: str, path: str, body: Any = None, raw: bytes | None = None
+) -> httpx.Response:
+    if raw is not None:
+        return http.request(method, path, content=raw, headers=JSON)
+    return http.request(method, path, **({} if body is None else {"json": body}))
