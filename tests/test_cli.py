@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, inspect
-from sqlalchemy.pool import NullPool
 
 from service.store import migrations
 from service.store.migrations import REPO_ROOT
+from tests.support.schemas import table_names
 from tests.support.server import free_port, running_server
 
 TABLES = {"runs", "transitions", "expectations", "acks", "alembic_version"}
@@ -30,14 +29,6 @@ def rok(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
-
-
-def table_names(url: str) -> set[str]:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
 
 
 def test_db_upgrade_creates_the_schema(database_url: str) -> None:

@@ -22,7 +22,12 @@ from tests.support.server import ServerProcess, running_server
 GOVERNANCE_TIMEOUT_MS = 300
 
 
-def check_every_run(api: RunsApi) -> None:
+def check_every_run_as_served(api: RunsApi) -> None:
+    """Invariants 1 and 2 on every run as the API serves it (JSON, tests.api.runs_api).
+
+    The same invariants over stored records are tests.support.invariants.check_every_run;
+    this one also checks the JSON against the documented RunOut contract.
+    """
     for run in api.all_runs():
         assert_run_valid(run)
 
@@ -40,7 +45,7 @@ def serve_in_process(url: str, check: bool = True, **options: bool) -> Iterator[
     with TestClient(create_app(settings), **options) as client:
         yield client
         if check:
-            check_every_run(RunsApi(client))
+            check_every_run_as_served(RunsApi(client))
 
 
 @pytest.fixture
@@ -67,4 +72,4 @@ def server(migrated_url: str) -> Iterator[ServerProcess]:
     with running_server(migrated_url) as current:
         yield current
         with current.client() as http:
-            check_every_run(RunsApi(http))
+            check_every_run_as_served(RunsApi(http))

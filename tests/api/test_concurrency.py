@@ -6,14 +6,18 @@ finalize_run ack, and exactly one of the moves that could end it won.
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
+
+import httpx
 
 from service.model.phases import TERMINAL_PHASES, RunPhase
 from tests.api.runs_api import FINALIZE_RUN, RunsApi, assert_run_valid, pairs
+from tests.support import races
 from tests.support.server import ServerProcess
 
 CLIENTS = 50
@@ -36,31 +40,21 @@ class Answer:
 
 
 def race(server: ServerProcess, calls: list[Call]) -> list[Answer]:
-    """Each call from its own client thread; all released by one barrier."""
-    barrier = threading.Barrier(len(calls))
-    answers: list[Answer | BaseException] = [RuntimeError("no answer")] * len(calls)
+    """Each call from its own client, connected beforehand; all released by one barrier."""
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(server.client()) for _ in calls]
+        for http in clients:
+            http.get("/healthz")  # connect before the race, so the race is the request
 
-    def client(index: int, call: Call) -> None:
-        try:
-            with server.client() as http:
-                http.get("/healthz")  # connect before the race, so the race is the request
-                barrier.wait(timeout=30)
-                response = http.post(call.path, json=call.body)
-                body = response.json() if response.content else None
-                answers[index] = Answer(call, response.status_code, body)
-        except BaseException as exc:
-            answers[index] = exc
-            barrier.abort()
+        def send(http: httpx.Client, call: Call) -> Answer:
+            response = http.post(call.path, json=call.body)
+            body = response.json() if response.content else None
+            return Answer(call, response.status_code, body)
 
-    threads = [threading.Thread(target=client, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not any(t.is_alive() for t in threads), "a client never got an answer"
-    failures = [a for a in answers if isinstance(a, BaseException)]
+        outcomes = races.race([partial(send, h, c) for h, c in zip(clients, calls, strict=True)])
+    failures = [value for kind, value in outcomes if kind != "ok"]
     assert not failures, f"{len(failures)} clients failed, first: {failures[0]!r}"
-    return [a for a in answers if isinstance(a, Answer)]
+    return [value for _, value in outcomes]
 
 
 def assert_no_server_errors(answers: list[Answer], server: ServerProcess) -> None:

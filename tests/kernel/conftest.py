@@ -1,108 +1,21 @@
-"""Kernel fixtures: an Authority on a migrated database and a factory that drives runs."""
+"""Kernel fixtures: run factories over the shared `authority`, and the same with RAC off."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from service.authority import Authority
-from service.config import Settings
-from service.kernel.kernel import RunOrchestrationKernel, create_rok
-from service.model.audit import ORCHESTRATOR_DOMAIN
-from service.model.phases import RunPhase
-from service.store.runs import RunFilter
-from tests.kernel.invariants import assert_run_valid
-
-GOVERNANCE_TIMEOUT_MS = 200
-
-
-def check_every_run(authority: Authority) -> None:
-    """Invariants 1 and 2 over every run the test left in the database."""
-    cursor = None
-    while True:
-        records, cursor = authority.store.list(RunFilter(), 500, cursor)
-        for record in records:
-            assert_run_valid(record)
-        if cursor is None:
-            return
-
-
-def open_authority(url: str, **settings: Any) -> Authority:
-    fields: dict[str, Any] = {"governance_timeout_ms": GOVERNANCE_TIMEOUT_MS, **settings}
-    return Authority(Settings(database_url=url, **fields))
-
-
-@pytest.fixture
-def authority(migrated_url: str) -> Iterator[Authority]:
-    current = open_authority(migrated_url)
-    try:
-        yield current
-        check_every_run(current)
-    finally:
-        current.close()
+from tests.support.authorities import checked_authority
+from tests.support.runs import RunFactory
 
 
 @pytest.fixture
 def rac_off_authority(migrated_url: str) -> Iterator[Authority]:
-    current = open_authority(migrated_url, rac_enabled=False)
-    try:
+    """Like `authority`, with RAC_ENABLED=false: runs get no contract."""
+    with checked_authority(migrated_url, rac_enabled=False) as current:
         yield current
-        check_every_run(current)
-    finally:
-        current.close()
-
-
-class RunFactory:
-    """Creates runs and drives them through the lifecycle to the phase a test needs."""
-
-    def __init__(self, authority: Authority) -> None:
-        self.authority = authority
-
-    def create(self, **spec: Any) -> str:
-        kernel = create_rok(store=self.authority.store, settings=self.authority.settings, **spec)
-        assert kernel.declare_expectations() is True
-        return kernel.run_id
-
-    def kernel(self, run_id: str, lease_token: str | None = None) -> RunOrchestrationKernel:
-        return self.authority.kernel(run_id, lease_token)
-
-    def ack_all(self, run_id: str) -> None:
-        """Every domain expectation acked once, without errors."""
-        kernel = self.kernel(run_id)
-        for exp in kernel.load().expectations:
-            if exp.domain != ORCHESTRATOR_DOMAIN:
-                kernel.ack(exp.domain, exp.action, result_id=f"{exp.action}-1")
-
-    def at(self, phase: RunPhase, *, checked: bool = False, **spec: Any) -> str:
-        """A new run in `phase`; in GOVERNANCE_CHECK `checked` acks all and records a check."""
-        run_id = self.create(**spec)
-        kernel = self.kernel(run_id)
-        if phase is RunPhase.CREATED:
-            return run_id
-        if phase is RunPhase.FAILED:
-            kernel.fail("made to fail")
-            return run_id
-        kernel.authorize("GRANTED")
-        if phase is RunPhase.AUTHORIZED:
-            return run_id
-        kernel.begin_execution()
-        if phase is RunPhase.EXECUTING:
-            return run_id
-        kernel.execution_complete(success=True)
-        if phase is RunPhase.GOVERNANCE_CHECK and not checked:
-            return run_id
-        self.ack_all(run_id)
-        assert kernel.governance_check().passed
-        if phase is RunPhase.GOVERNANCE_CHECK:
-            return run_id
-        kernel.begin_finalization()
-        if phase is RunPhase.FINALIZING:
-            return run_id
-        assert phase is RunPhase.COMPLETED, phase
-        kernel.finalize()
-        return run_id
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ PhaseTransitionError, never another error. Side effects are counted, not timed.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import pytest
@@ -19,8 +19,9 @@ from service.kernel.kernel import RunOrchestrationKernel
 from service.model.audit import FINALIZE_RUN
 from service.model.phases import TERMINAL_PHASES, RunPhase
 from service.store.tables import acks
-from tests.kernel.conftest import RunFactory
-from tests.kernel.invariants import assert_run_valid
+from tests.support.invariants import assert_run_valid
+from tests.support.races import Outcome, race
+from tests.support.runs import RunFactory
 
 THREADS = 20
 ROUNDS = 3
@@ -28,24 +29,10 @@ ROUNDS = 3
 Action = Callable[[RunOrchestrationKernel, int], Any]
 
 
-def race(authority: Authority, run_id: str, actions: Sequence[Action]) -> list[tuple[str, Any]]:
-    barrier = threading.Barrier(len(actions))
-    results: list[tuple[str, Any]] = [("missing", None)] * len(actions)
-
-    def work(i: int) -> None:
-        kernel = authority.kernel(run_id)
-        barrier.wait()
-        try:
-            results[i] = ("ok", actions[i](kernel, i))
-        except Exception as error:
-            results[i] = ("error", error)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(actions))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+def race_on_run(authority: Authority, run_id: str, actions: Sequence[Action]) -> list[Outcome]:
+    """`actions[i](kernel, i)` from one thread each, each with its own kernel of the run."""
+    kernels = [authority.kernel(run_id) for _ in actions]
+    return race([partial(act, kernels[i], i) for i, act in enumerate(actions)])
 
 
 def finalize(kernel: RunOrchestrationKernel, i: int) -> Any:
@@ -77,7 +64,7 @@ def test_finalize_fail_and_ack_race_on_one_run(
     run_id = runs.at(RunPhase.GOVERNANCE_CHECK, checked=True)
     before = authority.store.get(run_id)
     kinds = [(finalize, fail, ack)[(i + round_number) % 3] for i in range(THREADS)]
-    results = race(authority, run_id, kinds)
+    results = race_on_run(authority, run_id, kinds)
 
     movers = [(k, r) for k, r in zip(kinds, results, strict=True) if k is not ack]
     ackers = [(k, r) for k, r in zip(kinds, results, strict=True) if k is ack]
@@ -112,7 +99,7 @@ def test_finalize_fail_and_ack_race_on_one_run(
 
 def test_many_finalizers_have_one_winner(authority: Authority, runs: RunFactory) -> None:
     run_id = runs.at(RunPhase.FINALIZING)
-    results = race(authority, run_id, [finalize] * THREADS)
+    results = race_on_run(authority, run_id, [finalize] * THREADS)
     assert [v for k, v in results if k == "ok"] == [RunPhase.COMPLETED]
     errors = [v for k, v in results if k == "error"]
     assert [type(e) for e in errors] == [PhaseTransitionError] * (THREADS - 1)
@@ -127,7 +114,7 @@ def test_many_authorizers_have_one_winner(authority: Authority, runs: RunFactory
     def authorize(kernel: RunOrchestrationKernel, i: int) -> Any:
         return kernel.authorize("GRANTED" if i % 2 else "DENIED")
 
-    results = race(authority, run_id, [authorize] * THREADS)
+    results = race_on_run(authority, run_id, [authorize] * THREADS)
     won = [v for k, v in results if k == "ok"]
     assert len(won) == 1
     errors = [v for k, v in results if k == "error"]

@@ -6,9 +6,9 @@ never how long it took.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,28 +19,14 @@ from service.store.runs import RunStore
 from service.store.tables import acks, expectations, runs, transitions
 from tests.store.conftest import DEFAULT_CONTRACT, new_run
 from tests.store.test_runs import count
+from tests.support.races import Outcome, race
 
 THREADS = 20
 
 
-def race(action: Callable[[int], Any]) -> list[tuple[str, Any]]:
-    """Run `action(i)` in THREADS threads released together; ("ok", value) or ("error", exc)."""
-    barrier = threading.Barrier(THREADS)
-    results: list[tuple[str, Any]] = [("missing", None)] * THREADS
-
-    def work(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = ("ok", action(i))
-        except Exception as error:
-            results[i] = ("error", error)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+def race_threads(action: Callable[[int], Any]) -> list[Outcome]:
+    """`action(i)` in THREADS threads released together; ("ok", value) or ("error", exc)."""
+    return race([partial(action, i) for i in range(THREADS)])
 
 
 def count_rows(store: RunStore, table: Any) -> int:
@@ -49,7 +35,7 @@ def count_rows(store: RunStore, table: Any) -> int:
 
 
 def test_concurrent_creates_with_one_idempotency_key_make_one_run(store: RunStore) -> None:
-    results = race(lambda i: store.create(new_run(f"run-{i}", scope="t\x1fsame-key")))
+    results = race_threads(lambda i: store.create(new_run(f"run-{i}", scope="t\x1fsame-key")))
     assert [kind for kind, _ in results] == ["ok"] * THREADS, results
     ids = {value[0] for _, value in results}
     assert len(ids) == 1
@@ -59,7 +45,7 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_run(store: RunStor
 
 
 def test_concurrent_creates_of_one_run_id_make_one_run(store: RunStore) -> None:
-    results = race(lambda i: store.create(new_run("run-same", handler=f"h{i}")))
+    results = race_threads(lambda i: store.create(new_run("run-same", handler=f"h{i}")))
     winners = [value for kind, value in results if kind == "ok"]
     losers = [value for kind, value in results if kind == "error"]
     assert winners == [("run-same", True)]
@@ -77,7 +63,7 @@ def test_concurrent_acks_are_all_kept(store: RunStore) -> None:
         with store.transaction(new.id, utc_now) as tx:
             return tx.add_ack("domain", f"action-{i % 5}", f"r-{i}", None)
 
-    results = race(ack)
+    results = race_threads(ack)
     assert [kind for kind, _ in results] == ["ok"] * THREADS, results
     stored = store.get(new.id).acks
     assert sorted(a.result_id or "" for a in stored) == sorted(f"r-{i}" for i in range(THREADS))
@@ -94,7 +80,7 @@ def test_concurrent_guarded_moves_have_one_winner(store: RunStore) -> None:
                 raise PhaseTransitionError(new.id, tx.row.phase, RunPhase.AUTHORIZED)
             return tx.transition(RunPhase.AUTHORIZED, f"thread {i}")
 
-    results = race(authorize)
+    results = race_threads(authorize)
     winners = [value for kind, value in results if kind == "ok"]
     losers = [value for kind, value in results if kind == "error"]
     assert len(winners) == 1
@@ -106,7 +92,7 @@ def test_concurrent_guarded_moves_have_one_winner(store: RunStore) -> None:
 
 
 def test_concurrent_creates_of_distinct_runs_all_succeed(store: RunStore) -> None:
-    results = race(lambda i: store.create(new_run(f"run-{i}", tenant_id="t")))
+    results = race_threads(lambda i: store.create(new_run(f"run-{i}", tenant_id="t")))
     assert sorted(value for _, value in results) == sorted(
         (f"run-{i}", True) for i in range(THREADS)
     )

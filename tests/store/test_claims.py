@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
-import threading
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
 
 from service.authority import Authority
-from service.config import Settings
 from service.errors import LeaseLost, RunNotFound
 from service.kernel.kernel import create_rok
+from tests.support.authorities import open_authority
+from tests.support.races import race
 
 RUNS = 40
-
-
-@pytest.fixture
-def authority(migrated_url: str) -> Iterator[Authority]:
-    current = Authority(Settings(database_url=migrated_url))
-    yield current
-    current.close()
 
 
 def create_runs(authority: Authority, count: int, **fields: Any) -> list[str]:
@@ -120,40 +114,29 @@ def test_a_claim_id_stops_replaying_once_its_lease_is_over(authority: Authority)
     assert authority.store.get(expired_run).row.lease is not None
 
 
-def test_threads_racing_for_runs_never_share_one(migrated_url: str) -> None:
-    setup = Authority(Settings(database_url=migrated_url))
-    try:
-        expected = set(create_runs(setup, RUNS))
-    finally:
-        setup.close()
+def test_threads_racing_for_runs_never_share_one(authority: Authority, migrated_url: str) -> None:
+    expected = set(create_runs(authority, RUNS))
     workers = 8
-    barrier = threading.Barrier(workers)
-    claimed: list[str] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def claimer(index: int) -> None:
+    with contextlib.ExitStack() as stack:
         # each thread its own engine: as separate as replicas can be in one process
-        mine = Authority(Settings(database_url=migrated_url))
-        try:
-            barrier.wait()
+        replicas = [
+            stack.enter_context(contextlib.closing(open_authority(migrated_url)))
+            for _ in range(workers)
+        ]
+
+        def claimer(index: int) -> list[str]:
+            mine = replicas[index]
+            claimed: list[str] = []
             while True:
                 got = mine.leases.claim(f"w{index}", 60_000, None, mine.clock())
                 if got is None:
-                    return
-                with lock:
-                    claimed.append(got[0].id)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            mine.close()
+                    return claimed
+                claimed.append(got[0].id)
 
-    threads = [threading.Thread(target=claimer, args=(i,)) for i in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        outcomes = race([partial(claimer, i) for i in range(workers)])
+    errors = [value for kind, value in outcomes if kind != "ok"]
     assert errors == []
+    claimed = [run_id for _, ids in outcomes for run_id in ids]
     assert Counter(claimed).most_common(1)[0][1] == 1
     assert set(claimed) == expected
 
@@ -171,12 +154,8 @@ print(json.dumps(ids))
 """
 
 
-def test_processes_racing_for_runs_never_share_one(migrated_url: str) -> None:
-    setup = Authority(Settings(database_url=migrated_url))
-    try:
-        expected = set(create_runs(setup, RUNS))
-    finally:
-        setup.close()
+def test_processes_racing_for_runs_never_share_one(authority: Authority, migrated_url: str) -> None:
+    expected = set(create_runs(authority, RUNS))
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", CLAIMER, migrated_url, f"p{i}"],

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from service.errors import SchemaOutOfDate
@@ -17,17 +17,9 @@ from service.store import migrations
 from service.store.migrations import REPO_ROOT
 from service.store.tables import metadata
 from tests.support.databases import backend_of, fresh_database, sqlite_url
-from tests.support.schemas import catalog
+from tests.support.schemas import catalog, table_names
 
-TABLES = {"runs", "transitions", "expectations", "acks"}
-
-
-def table_names(url: str) -> set[str]:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
+TABLES = {"runs", "transitions", "expectations", "acks", "api_keys", "idempotency_keys"}
 
 
 def test_an_empty_database_upgrades_to_head(database_url: str) -> None:

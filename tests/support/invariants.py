@@ -1,4 +1,7 @@
-"""Invariants of DESIGN.md section 8 as assertions over a stored run, reused by every test."""
+"""Invariants of DESIGN.md section 8 as assertions over a stored run, reused by every test.
+
+The API tests check the same invariants over run JSON (tests/api/runs_api.py).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ from datetime import timedelta
 
 from service.model.audit import FINALIZE_RUN
 from service.model.phases import VALID_TRANSITIONS, RunPhase
-from service.store.records import RunRecord
+from service.store.records import RunFilter, RunRecord
+from service.store.runs import RunStore
 
 
 def assert_history_valid(record: RunRecord) -> None:
@@ -64,3 +68,18 @@ def assert_run_valid(record: RunRecord) -> None:
     assert_finalize_run_ack_valid(record)
     if record.row.is_terminal:
         assert record.row.lease is None, f"terminal run {record.id} still holds a lease"
+
+
+def check_every_run(store: RunStore) -> None:
+    """Invariants 1 and 2 (and the lease rule) over every run in the store's database.
+
+    Every fixture that hands out an Authority calls it at teardown, so each test
+    also checks the runs it left behind.
+    """
+    cursor = None
+    while True:
+        records, cursor = store.list(RunFilter(), 500, cursor)
+        for record in records:
+            assert_run_valid(record)
+        if cursor is None:
+            return

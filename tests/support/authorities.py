@@ -1,0 +1,31 @@
+"""Authorities for tests: one opened on a database URL, and one that checks its runs on close."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from service.authority import Authority
+from service.config import Settings
+from tests.support.invariants import check_every_run
+
+# short, so a test that lets a governance check time out does not wait long
+GOVERNANCE_TIMEOUT_MS = 200
+
+
+def open_authority(url: str, **settings: Any) -> Authority:
+    """An Authority on `url` with the tests' short governance timeout; the caller closes it."""
+    fields: dict[str, Any] = {"governance_timeout_ms": GOVERNANCE_TIMEOUT_MS, **settings}
+    return Authority(Settings(database_url=url, **fields))
+
+
+@contextlib.contextmanager
+def checked_authority(url: str, **settings: Any) -> Iterator[Authority]:
+    """An Authority on `url`; when the block ends cleanly, every run it left must be valid."""
+    current = open_authority(url, **settings)
+    try:
+        yield current
+        check_every_run(current.store)
+    finally:
+        current.close()
