@@ -9,8 +9,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# The service on SQLite plus the demo (a worker pool, the reference domains, example runs).
-RUN_CMD ?= $(BIN)/rok serve --migrate --demo --host $(HOST) --port $(PORT)
+# The service on SQLite plus the demo (a worker pool, the reference domains, example runs),
+# with no key on 127.0.0.1 (ROK_AUTH=off is refused on any other address).
+RUN_CMD ?= ROK_AUTH=off $(BIN)/rok serve --migrate --demo --host $(HOST) --port $(PORT)
 PYTEST_ARGS ?=
 
 .PHONY: venv run test lint format check openapi bench clean

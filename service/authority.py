@@ -11,8 +11,10 @@ from datetime import datetime
 
 from service.config import Settings
 from service.kernel.kernel import RunOrchestrationKernel
+from service.kernel.spec import SERVICE, Caller
 from service.model.phases import utc_now
 from service.store.database import Database
+from service.store.keys import KeyStore
 from service.store.leases import LeaseStore
 from service.store.runs import RunStore
 from service.store.signals import Signals
@@ -30,6 +32,7 @@ class Authority:
         self.signals = Signals()
         self.store = RunStore(self.database, self.signals)
         self.leases = LeaseStore(self.store)
+        self.keys = KeyStore(self.database)
         self.clock = clock
 
     def kernel(
@@ -38,11 +41,13 @@ class Authority:
         lease_token: str | None = None,
         now: datetime | None = None,
         keep_records: bool = False,
+        caller: Caller = SERVICE,
     ) -> RunOrchestrationKernel:
         """A kernel for an existing run (the lease token fences lifecycle moves).
 
         `now` pins the kernel's clock, so the sweeper's tick(now) judges and
-        records with the time it was given.
+        records with the time it was given. `caller` is who acts: recorded as
+        the actor, and confined to its tenant's runs.
         """
         return RunOrchestrationKernel(
             run_id,
@@ -51,6 +56,7 @@ class Authority:
             lease_token=lease_token,
             clock=self.clock if now is None else (lambda: now),
             keep_records=keep_records,
+            caller=caller,
         )
 
     def close(self) -> None:

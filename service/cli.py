@@ -1,4 +1,4 @@
-"""The `rok` command line: `rok serve`, `rok db upgrade|current|check`.
+"""The `rok` command line: `rok serve`, `rok db upgrade|current|check`, `rok keys …`.
 
 Each command is one registrar: a function that adds the command's sub-parser
 and sets `func` on it (argparse's convention), the function that carries the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -26,8 +27,12 @@ from service.bench.runner import register as register_bench
 from service.config import Settings
 from service.demo.cli import register as register_demo
 from service.domains.defaults import reference_domains
-from service.errors import RokError
+from service.errors import ConfigError, RokError
+from service.keys_cli import register as register_keys
+from service.model.phases import utc_now
 from service.store import migrations
+from service.store.database import Database
+from service.store.keys import KeyStore
 from service.worker.cli import register as register_worker
 
 if TYPE_CHECKING:
@@ -35,12 +40,29 @@ if TYPE_CHECKING:
     Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
     Registrar: TypeAlias = Callable[[Subcommands], object]
 
+# what the demo's pool and its reference domains need, and nothing more
+DEMO_SCOPES = (
+    "runs:read",
+    "runs:write",
+    "worker",
+    "acks:incidents",
+    "acks:policies",
+    "acks:logs",
+)
 EXIT_DATABASE_ERROR = 1
 EXIT_USAGE = 2
 
 
 def serve(args: argparse.Namespace) -> int:
+    from service.api.auth import is_loopback_host
+
     settings = Settings.from_env()
+    if not settings.auth_required and not is_loopback_host(args.host):
+        raise ConfigError(
+            f"ROK_AUTH=off is served only on loopback, not on --host {args.host}: anyone who "
+            "reaches the port could drive and read every run. Create keys "
+            "(`rok keys create`) and serve with ROK_AUTH=required"
+        )
     if args.migrate:
         migrations.upgrade(settings.database_url)
     else:
@@ -49,7 +71,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from service.api.app import create_app
 
-    demo = _start_demo(args.host, args.port) if args.demo else None
+    demo = _start_demo(args.host, args.port, settings) if args.demo else None
     try:
         uvicorn.run(
             create_app(settings),
@@ -66,14 +88,29 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_demo(host: str, port: int) -> subprocess.Popen[bytes]:
+def _start_demo(host: str, port: int, settings: Settings) -> subprocess.Popen[bytes]:
     """The demo as its own process: a real client of the API, like any worker.
 
     It waits for /healthz itself, submits its runs, prints a line per finished
     run, then keeps its pool serving so runs created from /docs are picked up.
+    With auth required it gets a key of its own (tenant "demo"), as any worker would.
     """
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    return subprocess.Popen([sys.executable, "-m", "service.demo", "--url", url, "--serve"])
+    env = dict(os.environ)
+    if settings.auth_required:
+        env["ROK_API_KEY"] = _demo_key(settings.database_url)
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.demo", "--url", url, "--serve"], env=env
+    )
+
+
+def _demo_key(database_url: str) -> str:
+    database = Database(database_url, pool_size=1)
+    try:
+        _, secret = KeyStore(database).create("demo", DEMO_SCOPES, "rok serve --demo", utc_now())
+    finally:
+        database.dispose()
+    return secret
 
 
 def register_serve(commands: Subcommands) -> None:
@@ -149,6 +186,7 @@ COMMANDS: list[Registrar] = [
     register_db,
     # `rok worker` runs a handler dict with the reference domains: composed here, not in the pool
     functools.partial(register_worker, default_domains=reference_domains),
+    register_keys,
     register_demo,
     register_bench,
 ]

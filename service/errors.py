@@ -90,3 +90,11 @@ class SchemaOutOfDate(RokError):
 
 class ConfigError(RokError):
     """An environment variable holds a value rok cannot use; the message names it."""
+
+
+class Unauthorized(RokError):
+    """No API key, or one rok does not know or has revoked (HTTP 401)."""
+
+
+class Forbidden(RokError):
+    """A valid key without the scope (or tenant) the request needs (HTTP 403)."""

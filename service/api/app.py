@@ -11,14 +11,18 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from service.api.auth import AuthGate
 from service.api.deps import AuthorityDep
 from service.api.errors import install_error_handlers
+from service.api.idempotency import IdempotencyReplay, document_idempotency_key
 from service.api.limits import BodySizeLimit
+from service.api.ratelimit import RateLimit
 from service.api.routes import ROUTERS
 from service.api.schemas import HealthOut
 from service.authority import Authority
 from service.config import Settings
 from service.store import migrations
+from service.store.keys import KeyStore
 from service.store.listener import NotificationListener
 from service.sweeper import Sweeper
 
@@ -76,7 +80,18 @@ def create_app(
     )
     if authority is not None:
         app.state.authority = authority
-    app.add_middleware(BodySizeLimit)
+
+    def keys() -> KeyStore:
+        current: Authority = app.state.authority
+        return current.keys
+
+    # Starlette runs the last added outermost: body limit, then who is calling,
+    # then what that caller may do (rate limit, Idempotency-Key replay), then the app.
+    app.add_middleware(IdempotencyReplay, authority=lambda: app.state.authority)
+    app.add_middleware(RateLimit, limit=settings.rate_limit)
+    app.add_middleware(AuthGate, settings=settings, keys=keys)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    document_idempotency_key(app)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service.api.auth import Principal, principal_of
 from service.authority import Authority
+from service.errors import Forbidden, Unauthorized
+from service.store.keys import RUNS_WRITE, WORKER
 
 
 async def _authority(request: Request) -> Authority:
@@ -41,8 +45,59 @@ LeaseTokenDep = Annotated[str | None, Depends(_lease_token)]
 
 
 # -- the caller -----------------------------------------------------------------
-# Who is calling is not established yet (no authentication). When it is, it comes
-# here as one more alias resolved from the request, like the two above:
-#     PrincipalDep = Annotated[Principal, Depends(_principal)]
-# and each route that acts for someone adds `principal: PrincipalDep` to its
-# signature (and passes it on, e.g. to answer_move).
+
+
+# Declares the bearer scheme in the OpenAPI (every operation with a principal lists
+# it); AuthGate has already checked the key by the time this runs.
+_BEARER = HTTPBearer(
+    scheme_name="apiKey",
+    description="An API key from `rok keys create`, sent as `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+
+
+async def _principal(
+    request: Request,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+) -> Principal:
+    principal = principal_of(request.scope)
+    if principal is None:  # only public paths pass AuthGate without one
+        raise Unauthorized("this endpoint needs an API key: send Authorization: Bearer <key>")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(_principal)]
+"""Who is calling (AuthGate established it): scopes, tenant, and the actor it records."""
+
+
+def require(principal: Principal, *scopes: str) -> None:
+    """403 unless the principal holds one of `scopes` (admin holds every scope)."""
+    if not any(principal.can(scope) for scope in scopes):
+        needed = " or ".join(scopes)
+        raise Forbidden(f"this key lacks the scope this request needs: {needed}")
+
+
+def require_mover(principal: Principal, lease_token: str | None) -> None:
+    """Who may move a run: runs:write drives runs no worker leases; a worker key only
+    the runs it leases (with the lease's token, which the kernel then checks)."""
+    if principal.can(RUNS_WRITE):
+        return
+    if principal.can(WORKER):
+        if lease_token is None:
+            raise Forbidden(
+                "a worker key moves only the runs it leases: send the lease's X-Lease-Token"
+            )
+        return
+    raise Forbidden(f"this key lacks the scope this request needs: {RUNS_WRITE} or {WORKER}")
+
+
+def require_tenant(principal: Principal, tenant_id: str | None) -> str | None:
+    """The tenant a request acts for: the key's own unless the key is admin."""
+    if principal.tenant_scope is None:
+        return tenant_id
+    if tenant_id is not None and tenant_id != principal.tenant_scope:
+        raise Forbidden(
+            f"this key belongs to tenant {principal.tenant_scope!r} and cannot act for "
+            f"tenant {tenant_id!r} (only an admin key can)"
+        )
+    return principal.tenant_scope

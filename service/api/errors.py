@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.errors import (
+    Forbidden,
     IdempotencyConflict,
     InvalidRequest,
     LeaseLost,
@@ -14,6 +15,7 @@ from service.errors import (
     RokError,
     RunAlreadyExists,
     RunNotFound,
+    Unauthorized,
 )
 
 STATUS_BY_ERROR: dict[type[RokError], int] = {
@@ -23,6 +25,8 @@ STATUS_BY_ERROR: dict[type[RokError], int] = {
     LeaseLost: 409,
     IdempotencyConflict: 422,
     InvalidRequest: 422,
+    Unauthorized: 401,
+    Forbidden: 403,
 }
 
 
@@ -39,7 +43,8 @@ async def _rok_error(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, PhaseTransitionError):
         body["current_phase"] = exc.current
         body["requested_phase"] = exc.requested
-    return JSONResponse(status_code=status_for(exc), content=body)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return JSONResponse(status_code=status_for(exc), content=body, headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

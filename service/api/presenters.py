@@ -51,6 +51,7 @@ def ack_json(ack: DomainAck) -> dict[str, Any]:
         "at": ack.at,
         "late": ack.late,
         "details": ack.details,
+        "actor": ack.actor,
     }
 
 
@@ -75,6 +76,7 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
         "priority": row.priority,
         "run_timeout_ms": row.run_timeout_ms,
         "created_at": row.created_at,
+        "created_by": row.created_by,
         "updated_at": row.updated_at,
         "execution_success": row.execution_success,
         "error": row.error,
@@ -95,6 +97,7 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
                     "attempt" if h.transition.from_phase is h.transition.to_phase else "transition"
                 ),
                 "details": h.transition.details,
+                "actor": h.actor,
             }
             for h in record.history
         ],
@@ -112,7 +115,8 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
         ],
         "acks": [ack_json(a) for a in record.acks],
         "incidents": [
-            {"incident_id": a.result_id, **(a.details or {})}
+            # the id is the ack's own result: nothing in its details may replace it
+            {**(a.details or {}), "incident_id": a.result_id}
             for a in record.acks
             if a.domain == INCIDENTS_DOMAIN and a.result_id is not None
         ],

@@ -10,28 +10,38 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from service.config import Settings
-from service.errors import InvalidRequest, PhaseTransitionError
+from service.errors import InvalidRequest, PhaseTransitionError, RunNotFound
 from service.kernel.governance import CHECK_NEEDS, AckWait, judge
 from service.kernel.rules import (
     check_lease,
     clock_start,
+    open_stale_incident,
     require_governance,
     require_phase,
     terminate,
+    walk_ungoverned,
 )
-from service.kernel.spec import GRANTED, AckSpec, GovernanceOutcome, RunSpec, check_batch
+from service.kernel.spec import (
+    GRANTED,
+    SERVICE,
+    AckSpec,
+    Caller,
+    GovernanceOutcome,
+    RunSpec,
+    check_ack_room,
+    check_batch,
+)
 from service.model.audit import DomainAck, ReconciliationResult
 from service.model.phases import RunPhase, utc_now
 from service.store.records import RunChanges, RunRecord
 from service.store.runs import RunStore
 from service.store.signals import CLAIMABLE
 from service.store.transaction import RunTransaction
-
-INCIDENT_ACTION = ("incidents", "create_incident")
 
 
 class RunOrchestrationKernel:
@@ -47,6 +57,7 @@ class RunOrchestrationKernel:
         clock: Callable[[], datetime] = utc_now,
         caller_run_id: str | None = None,
         keep_records: bool = False,
+        caller: Caller = SERVICE,
     ) -> None:
         self.run_id = run_id
         # keep_records: read the run back inside each move's transaction, so
@@ -60,12 +71,15 @@ class RunOrchestrationKernel:
         self._lease_token = lease_token
         self._clock = clock
         self._caller_run_id = caller_run_id
+        self._caller = caller
         self._declared = False
 
     # -- state ------------------------------------------------------------
 
     def load(self) -> RunRecord:
-        return self._store.get(self.run_id)
+        record = self._store.get(self.run_id)
+        self._check_tenant(record.row.tenant_id)
+        return record
 
     @property
     def phase(self) -> RunPhase:
@@ -91,6 +105,7 @@ class RunOrchestrationKernel:
         if self._declared:
             return False
         new = self._spec.new_run(self.run_id, self._caller_run_id, self._settings, self._clock())
+        new = replace(new, created_by=self._caller.actor)
         run_id, created = self._store.create(new)
         self.run_id = run_id
         self._declared = True
@@ -251,16 +266,7 @@ class RunOrchestrationKernel:
                 raise PhaseTransitionError(
                     self.run_id, tx.row.phase, RunPhase.FAILED, f"{tx.row.phase} is terminal"
                 )
-            details: dict[str, Any] = {}
-            if not any(a.pair == INCIDENT_ACTION for a in tx.acks()):
-                incident_id = f"inc-{uuid.uuid4()}"
-                tx.add_ack(
-                    *INCIDENT_ACTION,
-                    result_id=incident_id,
-                    error=None,
-                    details={"kind": "stale", "summary": why, "opened_by": "rok sweeper"},
-                )
-                details["incident_id"] = incident_id
+            details = open_stale_incident(tx, why)
             terminate(tx, RunPhase.FAILED, why, why, details)
             return tx.row.phase
 
@@ -289,33 +295,13 @@ class RunOrchestrationKernel:
             return attempt
 
     def record_ungoverned_outcome(self, success: bool, error: str | None = None) -> RunPhase:
-        """ROK_ENABLED=false: the seed's bare status update, in one transaction.
-
-        The run walks the phase table to COMPLETED (or straight to FAILED) so
-        its history stays a legal path, but no governance check is recorded:
-        its reconciliation honestly reports the evidence it never received.
-        """
+        """ROK_ENABLED=false: the seed's bare status update, in one transaction."""
         with self._move() as tx:
             if tx.row.is_terminal:
                 raise PhaseTransitionError(
                     self.run_id, tx.row.phase, RunPhase.COMPLETED, f"{tx.row.phase} is terminal"
                 )
-            reason = "ungoverned (ROK_ENABLED=false)"
-            started = clock_start(tx)
-            if not success:
-                why = error or "execution failed"
-                terminate(tx, RunPhase.FAILED, f"{reason}: {why}", why, {}, started)
-                return tx.row.phase
-            path = [
-                RunPhase.AUTHORIZED,
-                RunPhase.EXECUTING,
-                RunPhase.GOVERNANCE_CHECK,
-                RunPhase.FINALIZING,
-            ]
-            for phase in path[path.index(tx.row.phase) + 1 :] if tx.row.phase in path else path:
-                tx.transition(phase, reason, changes=started)
-                started = RunChanges()
-            terminate(tx, RunPhase.COMPLETED, reason, None, {}, RunChanges(execution_success=True))
+            walk_ungoverned(tx, success, error)
             return tx.row.phase
 
     # -- acks -----------------------------------------------------------------
@@ -339,7 +325,9 @@ class RunOrchestrationKernel:
         reporting several actions at once saves.
         """
         check_batch(batch)
-        with self._store.transaction(self.run_id, self._clock) as tx:
+        with self._store.transaction(self.run_id, self._clock, self._caller.actor) as tx:
+            self._check_tenant(tx.row.tenant_id)
+            check_ack_room(tx.ack_count(), len(batch), self._settings.max_acks_per_run)
             late = tx.row.is_terminal
             return [
                 tx.add_ack(s.domain, s.action, s.result_id, s.error, late=late, details=s.details)
@@ -351,12 +339,18 @@ class RunOrchestrationKernel:
     @contextlib.contextmanager
     def _move(self, lease_required: bool = True) -> Iterator[RunTransaction]:
         """A transaction for a lifecycle move; the lease is checked before anything."""
-        with self._store.transaction(self.run_id, self._clock) as tx:
+        with self._store.transaction(self.run_id, self._clock, self._caller.actor) as tx:
+            self._check_tenant(tx.row.tenant_id)
             if lease_required or self._lease_token is not None:
                 check_lease(tx, self._lease_token)
             yield tx
             if self._keep_records:
                 self.last_record = tx.record()
+
+    def _check_tenant(self, tenant_id: str | None) -> None:
+        """A run of another tenant does not exist for this caller (its existence never leaks)."""
+        if self._caller.tenant is not None and tenant_id != self._caller.tenant:
+            raise RunNotFound(self.run_id)
 
     def _wait_seconds(self, timeout_ms: int | None) -> float:
         ms = self._settings.governance_timeout_ms if timeout_ms is None else timeout_ms
@@ -377,6 +371,7 @@ def create_rok(
     max_attempts: int = 1,
     priority: int = 0,
     lease_token: str | None = None,
+    caller: Caller = SERVICE,
 ) -> RunOrchestrationKernel:
     """A kernel for a new (or existing) run; call declare_expectations() to write T0."""
     spec = RunSpec(
@@ -396,4 +391,5 @@ def create_rok(
         spec=spec,
         lease_token=lease_token,
         caller_run_id=run_id,
+        caller=caller,
     )

@@ -8,6 +8,7 @@ terminal move must leave behind (no lease, the finalize_run ack).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -78,3 +79,43 @@ def terminate(
     # with finalize_run owes it even if RAC was switched off since.
     if any(e.pair == FINALIZE_RUN for e in tx.expectations()):
         tx.add_ack(*FINALIZE_RUN, result_id=phase.value, error=None)
+
+
+INCIDENT_ACTION = ("incidents", "create_incident")
+
+
+def open_stale_incident(tx: RunTransaction, why: str) -> dict[str, Any]:
+    """The sweeper's incident for an overdue run, unless one was opened: its details.
+
+    No worker is left to report one, and an overdue run is exactly what the
+    incidents domain exists to surface.
+    """
+    if any(a.pair == INCIDENT_ACTION for a in tx.acks()):
+        return {}
+    incident_id = f"inc-{uuid.uuid4()}"
+    tx.add_ack(
+        *INCIDENT_ACTION,
+        result_id=incident_id,
+        error=None,
+        details={"kind": "stale", "summary": why, "opened_by": "rok sweeper"},
+    )
+    return {"incident_id": incident_id}
+
+
+def walk_ungoverned(tx: RunTransaction, success: bool, error: str | None) -> None:
+    """ROK_ENABLED=false: walk the table to COMPLETED (or straight to FAILED) in `tx`.
+
+    The history stays a legal path, but no governance check is recorded: the
+    run's reconciliation honestly reports the evidence it never received.
+    """
+    reason = "ungoverned (ROK_ENABLED=false)"
+    started = clock_start(tx)
+    if not success:
+        why = error or "execution failed"
+        terminate(tx, RunPhase.FAILED, f"{reason}: {why}", why, {}, started)
+        return
+    path = [RunPhase.AUTHORIZED, RunPhase.EXECUTING, RunPhase.GOVERNANCE_CHECK, RunPhase.FINALIZING]
+    for phase in path[path.index(tx.row.phase) + 1 :] if tx.row.phase in path else path:
+        tx.transition(phase, reason, changes=started)
+        started = RunChanges()
+    terminate(tx, RunPhase.COMPLETED, reason, None, {}, RunChanges(execution_success=True))

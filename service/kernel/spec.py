@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,21 @@ from service.store.records import NewRun
 GRANTED = "GRANTED"
 """The one authorization decision that lets a run proceed."""
 MAX_ACK_BATCH = 100
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks the kernel to act: recorded as the actor, confined to one tenant's runs."""
+
+    actor: str | None = None
+    """The API key's id, written on every record it makes; None: the service itself."""
+    tenant: str | None = None
+    """Only runs of this tenant exist for this caller (others are RunNotFound); None: all."""
+
+
+SERVICE = Caller()
+"""The service acting for itself (the sweeper), or anyone with auth off."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +67,7 @@ class RunSpec:
             contract = custom_contract(self.expectations, timeout_ms, grace_ms)
         scope = None
         if self.idempotency_key is not None:
-            scope = f"{self.tenant_id or ''}\x1f{self.idempotency_key}"
+            scope = idempotency_scope(self.tenant_id, self.idempotency_key)
         return NewRun(
             id=run_id,
             tenant_id=self.tenant_id,
@@ -84,6 +100,19 @@ class RunSpec:
         return hashlib.sha256(encoded.encode()).hexdigest()
 
 
+def idempotency_scope(tenant_id: str | None, key: str) -> str:
+    """The tenant and the key as one string that splits back at its first \\x1f.
+
+    A tenant id holding \\x1f (or shaped like what replaces it: 64 hex digits)
+    becomes its SHA-256, so no tenant id can end where another tenant's key
+    begins; every other tenant id is kept as is, as the scopes stored before.
+    """
+    tenant = tenant_id or ""
+    if "\x1f" in tenant or _HEX_DIGEST.fullmatch(tenant):
+        tenant = hashlib.sha256(tenant.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{tenant}\x1f{key}"
+
+
 @dataclass(frozen=True)
 class AckSpec:
     """One ack as a domain sends it (the kernel adds the time and whether it is late)."""
@@ -107,6 +136,15 @@ def check_batch(batch: Sequence[AckSpec]) -> None:
             raise InvalidRequest(
                 f"{where}domain 'orchestrator' is the kernel's own; clients cannot ack it"
             )
+
+
+def check_ack_room(recorded: int, adding: int, limit: int) -> None:
+    """InvalidRequest naming ROK_MAX_ACKS_PER_RUN when `adding` acks would pass it."""
+    if recorded + adding > limit:
+        raise InvalidRequest(
+            f"the run has {recorded} acks: {adding} more would pass the limit of {limit} "
+            "acks per run (ROK_MAX_ACKS_PER_RUN)"
+        )
 
 
 @dataclass(frozen=True)

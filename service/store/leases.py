@@ -41,13 +41,14 @@ class LeaseStore:
         handlers: Sequence[str] | None,
         now: datetime,
         claim_id: str | None = None,
+        tenant_id: str | None = None,
     ) -> tuple[RunRecord, Lease] | None:
         """Lease the waiting run with the highest priority (then oldest) to `worker_id`.
 
         With a `claim_id`, a claim sent again (its answer lost on the way)
         returns the live lease that claim already took instead of a second run.
         """
-        query = self.db.dialect.skip_locked(claim_query(handlers))
+        query = self.db.dialect.skip_locked(claim_query(handlers, tenant_id))
         lease = Lease(worker_id, secrets.token_hex(16), now + timedelta(milliseconds=lease_ms))
         with self.db.write() as conn:
             if claim_id is not None:
@@ -121,7 +122,7 @@ _SELECT_CLAIMED = select(runs.c.id, runs.c.lease_token, runs.c.lease_expires_at)
 )
 
 
-def claim_query(handlers: Sequence[str] | None) -> Select[Any]:
+def claim_query(handlers: Sequence[str] | None, tenant_id: str | None = None) -> Select[Any]:
     """The next waiting run, through the partial index of waiting runs only.
 
     Its cost follows the queue's length, not the number of finished runs
@@ -130,6 +131,8 @@ def claim_query(handlers: Sequence[str] | None) -> Select[Any]:
     query = select(runs.c.id).where(runs.c.available)
     if handlers:
         query = query.where(runs.c.handler.in_(list(handlers)))
+    if tenant_id is not None:  # a tenant's worker key leases only its tenant's runs
+        query = query.where(runs.c.tenant_id == tenant_id)
     return query.order_by(runs.c.priority.desc(), runs.c.created_at, runs.c.id).limit(1)
 
 

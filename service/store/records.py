@@ -55,6 +55,8 @@ class RunRow:
     lease: Lease | None
     created_at: datetime
     updated_at: datetime
+    created_by: str | None = None
+    """The actor (API key id) that created the run."""
 
     @property
     def is_terminal(self) -> bool:

@@ -51,6 +51,7 @@ _ROW_FIELDS = (
     "history_length",
     "created_at",
     "updated_at",
+    "created_by",
 )
 
 

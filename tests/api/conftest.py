@@ -20,6 +20,8 @@ from tests.support.databases import fresh_database
 from tests.support.server import ServerProcess, running_server
 
 GOVERNANCE_TIMEOUT_MS = 300
+# with ROK_AUTH=off the service answers only requests addressed to a loopback name
+LOCAL_BASE_URL = "http://127.0.0.1"
 
 
 def check_every_run_as_served(api: RunsApi) -> None:
@@ -41,8 +43,14 @@ def sqlite_migrated_url(tmp_path: Path) -> Iterator[str]:
 
 
 def serve_in_process(url: str, check: bool = True, **options: bool) -> Iterator[TestClient]:
-    settings = Settings(database_url=url, governance_timeout_ms=GOVERNANCE_TIMEOUT_MS)
-    with TestClient(create_app(settings), **options) as client:
+    """The app with auth off, as `make run` serves it: requests come from 127.0.0.1.
+
+    Authentication itself is tested in tests/api/test_auth*.py with keys.
+    """
+    settings = Settings(
+        database_url=url, governance_timeout_ms=GOVERNANCE_TIMEOUT_MS, auth="off"
+    )
+    with TestClient(create_app(settings), base_url=LOCAL_BASE_URL, **options) as client:
         yield client
         if check:
             check_every_run_as_served(RunsApi(client))

@@ -4,6 +4,10 @@
 of 127.0.0.1 with ROK_DATABASE_URL=url, waits until /healthz answers, yields a
 `ServerProcess`, and stops it with SIGTERM when the block ends. The server's
 output goes to a log file whose tail is shown when it fails to start.
+
+The server runs in a session of its own with a lifeline
+(service.bench.children): a test run that is killed, or times out, where no
+`finally` runs, takes its servers along instead of leaving them serving.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from pathlib import Path
 
 import httpx
 
-START_TIMEOUT_S = 30.0
+from service.bench.children import lifeline
+
+START_TIMEOUT_S = 60.0  # a bound for a server that never answers, generous for a loaded machine
 STOP_TIMEOUT_S = 15.0
 START_ATTEMPTS = 3  # the free port may be taken between choosing it and binding it
 
@@ -65,6 +71,8 @@ class ServerProcess:
             **os.environ,
             "ROK_DATABASE_URL": self.database_url,
             "PYTHONUNBUFFERED": "1",
+            # as `make run` serves: on loopback, no key (tests of keys set ROK_AUTH)
+            "ROK_AUTH": "off",
             **self._env,
         }
         root = Path(__file__).resolve().parents[2]
@@ -77,8 +85,16 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=lifeline(),
             )
-        self._wait_until_healthy()
+        try:
+            self._wait_until_healthy()
+        except BaseException:  # a timeout or Ctrl-C mid-start too: never leave it running
+            if self._process.poll() is None:
+                self._process.kill()
+                self._process.wait()
+            raise
 
     def _wait_until_healthy(self) -> None:
         assert self._process is not None

@@ -7,13 +7,21 @@ from uuid import UUID
 
 from fastapi import APIRouter, status
 
-from service.api.deps import AuthorityDep
+from service.api.auth import Principal
+from service.api.deps import AuthorityDep, PrincipalDep, require
 from service.api.presenters import ack_json
-from service.api.routes.common import NOT_FOUND
+from service.api.routes.common import NOT_FOUND, caller
 from service.api.schemas import AckBatchIn, AckBatchOut, AckIn, AckOut
 from service.kernel.spec import AckSpec
+from service.store.keys import ACKS_PREFIX
 
 router = APIRouter(prefix="/runs", tags=["runs"])
+
+
+def require_domain(principal: Principal, domains: list[str]) -> None:
+    """Evidence only its domain can give: an ack of domain D needs the acks:D scope."""
+    for domain in dict.fromkeys(domains):
+        require(principal, f"{ACKS_PREFIX}{domain}")
 
 
 @router.post(
@@ -23,8 +31,11 @@ router = APIRouter(prefix="/runs", tags=["runs"])
     responses=NOT_FOUND,
     summary="A domain acknowledges (or reports failing) an action for the run",
 )
-def ack(run_id: UUID, body: AckIn, authority: AuthorityDep) -> dict[str, Any]:
-    recorded = authority.kernel(str(run_id)).ack(
+def ack(
+    run_id: UUID, body: AckIn, authority: AuthorityDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    require_domain(principal, [body.domain])
+    recorded = authority.kernel(str(run_id), caller=caller(principal)).ack(
         body.domain, body.action, body.result_id, body.error, body.details
     )
     return ack_json(recorded)
@@ -37,8 +48,11 @@ def ack(run_id: UUID, body: AckIn, authority: AuthorityDep) -> dict[str, Any]:
     responses=NOT_FOUND,
     summary="Several acks for the run in one transaction: all recorded, in order, or none",
 )
-def ack_batch(run_id: UUID, body: AckBatchIn, authority: AuthorityDep) -> dict[str, Any]:
-    recorded = authority.kernel(str(run_id)).ack_many(
+def ack_batch(
+    run_id: UUID, body: AckBatchIn, authority: AuthorityDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    require_domain(principal, [a.domain for a in body.acks])
+    recorded = authority.kernel(str(run_id), caller=caller(principal)).ack_many(
         [AckSpec(a.domain, a.action, a.result_id, a.error, a.details) for a in body.acks]
     )
     return {"acks": [ack_json(a) for a in recorded]}

@@ -8,11 +8,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Response
 
-from service.api.deps import AuthorityDep, LeaseTokenDep
+from service.api.deps import AuthorityDep, LeaseTokenDep, PrincipalDep, require
 from service.api.presenters import RokJSONResponse, reconciliation_json
-from service.api.routes.common import ERRORS, NOT_FOUND, moved_run, mover
+from service.api.routes.common import ERRORS, NOT_FOUND, caller, moved_run, mover
 from service.api.schemas import GovernanceCheckIn, GovernanceCheckOut, ReconciliationOut
 from service.errors import GovernanceCheckError
+from service.store.keys import RUNS_READ
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -28,11 +29,12 @@ async def governance_check(
     run_id: UUID,
     authority: AuthorityDep,
     lease_token: LeaseTokenDep,
+    principal: PrincipalDep,
     body: Annotated[GovernanceCheckIn | None, Body()] = None,
 ) -> Response:
     # async on purpose: the wait for acks parks on the event loop, not on a pool thread
     check = body or GovernanceCheckIn()
-    kernel = mover(authority, run_id, lease_token)
+    kernel = mover(authority, run_id, lease_token, principal)
     try:
         outcome = await kernel.governance_check_async(
             check.timeout_ms, check.require_all_acks, check.finalize
@@ -55,5 +57,9 @@ async def governance_check(
     responses=NOT_FOUND,
     summary="The run's reconciliation as of now",
 )
-def reconciliation(run_id: UUID, authority: AuthorityDep) -> dict[str, Any]:
-    return reconciliation_json(authority.kernel(str(run_id)).reconciliation())
+def reconciliation(
+    run_id: UUID, authority: AuthorityDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    require(principal, RUNS_READ)
+    kernel = authority.kernel(str(run_id), caller=caller(principal))
+    return reconciliation_json(kernel.reconciliation())

@@ -9,10 +9,11 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import AuthorityDep, LeaseTokenDep
+from service.api.deps import AuthorityDep, LeaseTokenDep, PrincipalDep, require
 from service.api.presenters import run_json
-from service.api.routes.common import ERRORS
+from service.api.routes.common import AUTH, ERRORS
 from service.api.schemas import ClaimIn, ClaimOut, HeartbeatIn, LeaseGrantOut
+from service.store.keys import WORKER
 from service.store.signals import CLAIMABLE
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -25,10 +26,13 @@ CLAIM_RECHECK_S = 1.0
 @router.post(
     "/claim",
     response_model=ClaimOut,
-    responses={204: {"description": "No run waited (within wait_ms)."}},
+    responses={204: {"description": "No run waited (within wait_ms)."}, **AUTH},
     summary="Lease the next waiting run (highest priority, then oldest) to a worker",
 )
-async def claim(body: ClaimIn, request: Request, authority: AuthorityDep) -> Any:
+async def claim(
+    body: ClaimIn, request: Request, authority: AuthorityDep, principal: PrincipalDep
+) -> Any:
+    require(principal, WORKER)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + body.wait_ms / 1000.0
     while True:
@@ -44,6 +48,7 @@ async def claim(body: ClaimIn, request: Request, authority: AuthorityDep) -> Any
                 body.handlers,
                 authority.clock(),
                 body.claim_id,
+                principal.tenant_scope,
             )
             if claimed is not None:
                 record, lease = claimed
@@ -68,8 +73,13 @@ async def claim(body: ClaimIn, request: Request, authority: AuthorityDep) -> Any
     summary="Extend the caller's lease (409 once it expired or belongs to someone else)",
 )
 def heartbeat(
-    run_id: UUID, body: HeartbeatIn, authority: AuthorityDep, lease_token: LeaseTokenDep
+    run_id: UUID,
+    body: HeartbeatIn,
+    authority: AuthorityDep,
+    lease_token: LeaseTokenDep,
+    principal: PrincipalDep,
 ) -> dict[str, Any]:
+    require(principal, WORKER)
     lease = authority.leases.heartbeat(
         str(run_id),
         body.worker_id,

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Response
 
-from service.api.deps import AuthorityDep, LeaseTokenDep
+from service.api.deps import AuthorityDep, LeaseTokenDep, PrincipalDep
 from service.api.routes.common import ERRORS, answer_move
 from service.api.schemas import (
     AuthorizeIn,
@@ -35,12 +35,17 @@ router = APIRouter(prefix="/runs", tags=["runs"])
     summary="Authorize (GRANTED) or deny (anything else) a CREATED run; optionally begin execution",
 )
 def authorize(
-    run_id: UUID, body: AuthorizeIn, authority: AuthorityDep, lease_token: LeaseTokenDep
+    run_id: UUID,
+    body: AuthorizeIn,
+    authority: AuthorityDep,
+    lease_token: LeaseTokenDep,
+    principal: PrincipalDep,
 ) -> Response:
     return answer_move(
         authority,
         run_id,
         lease_token,
+        principal,
         lambda run: run.authorize(body.decision, body.reason, body.begin_execution),
     )
 
@@ -55,9 +60,10 @@ def begin_execution(
     run_id: UUID,
     authority: AuthorityDep,
     lease_token: LeaseTokenDep,
+    principal: PrincipalDep,
     body: Annotated[EmptyIn | None, Body()] = None,
 ) -> Response:
-    return answer_move(authority, run_id, lease_token, lambda run: run.begin_execution())
+    return answer_move(authority, run_id, lease_token, principal, lambda run: run.begin_execution())
 
 
 @router.post(
@@ -67,10 +73,18 @@ def begin_execution(
     summary="EXECUTING -> GOVERNANCE_CHECK with the execution outcome",
 )
 def execution_complete(
-    run_id: UUID, body: ExecutionCompleteIn, authority: AuthorityDep, lease_token: LeaseTokenDep
+    run_id: UUID,
+    body: ExecutionCompleteIn,
+    authority: AuthorityDep,
+    lease_token: LeaseTokenDep,
+    principal: PrincipalDep,
 ) -> Response:
     return answer_move(
-        authority, run_id, lease_token, lambda run: run.execution_complete(body.success, body.error)
+        authority,
+        run_id,
+        lease_token,
+        principal,
+        lambda run: run.execution_complete(body.success, body.error),
     )
 
 
@@ -84,9 +98,12 @@ def begin_finalization(
     run_id: UUID,
     authority: AuthorityDep,
     lease_token: LeaseTokenDep,
+    principal: PrincipalDep,
     body: Annotated[EmptyIn | None, Body()] = None,
 ) -> Response:
-    return answer_move(authority, run_id, lease_token, lambda run: run.begin_finalization())
+    return answer_move(
+        authority, run_id, lease_token, principal, lambda run: run.begin_finalization()
+    )
 
 
 @router.post(
@@ -99,11 +116,16 @@ def finalize(
     run_id: UUID,
     authority: AuthorityDep,
     lease_token: LeaseTokenDep,
+    principal: PrincipalDep,
     body: Annotated[FinalizeIn | None, Body()] = None,
 ) -> Response:
     outcome = body or FinalizeIn()
     return answer_move(
-        authority, run_id, lease_token, lambda run: run.finalize(outcome.success, outcome.error)
+        authority,
+        run_id,
+        lease_token,
+        principal,
+        lambda run: run.finalize(outcome.success, outcome.error),
     )
 
 
@@ -114,9 +136,13 @@ def finalize(
     summary="-> FAILED from any non-terminal phase (no token: operator override)",
 )
 def fail(
-    run_id: UUID, body: FailIn, authority: AuthorityDep, lease_token: LeaseTokenDep
+    run_id: UUID,
+    body: FailIn,
+    authority: AuthorityDep,
+    lease_token: LeaseTokenDep,
+    principal: PrincipalDep,
 ) -> Response:
-    return answer_move(authority, run_id, lease_token, lambda run: run.fail(body.error))
+    return answer_move(authority, run_id, lease_token, principal, lambda run: run.fail(body.error))
 
 
 @router.post(
@@ -126,11 +152,16 @@ def fail(
     summary="ROK_ENABLED=false: record the outcome in one call, without governance",
 )
 def ungoverned_outcome(
-    run_id: UUID, body: UngovernedOutcomeIn, authority: AuthorityDep, lease_token: LeaseTokenDep
+    run_id: UUID,
+    body: UngovernedOutcomeIn,
+    authority: AuthorityDep,
+    lease_token: LeaseTokenDep,
+    principal: PrincipalDep,
 ) -> Response:
     return answer_move(
         authority,
         run_id,
         lease_token,
+        principal,
         lambda run: run.record_ungoverned_outcome(body.success, body.error),
     )

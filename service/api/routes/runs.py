@@ -7,14 +7,15 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
-from service.api.deps import AuthorityDep
+from service.api.deps import AuthorityDep, PrincipalDep, require, require_tenant
 from service.api.presenters import RokJSONResponse, run_json
-from service.api.routes.common import ERRORS
+from service.api.routes.common import AUTH, ERRORS, caller
 from service.api.schemas import CreateRunIn, ErrorOut, RunOut, RunPageOut, check_storable
 from service.authority import Authority
 from service.errors import InvalidRequest
 from service.kernel import create_rok
 from service.model.phases import RunPhase
+from service.store.keys import RUNS_READ, RUNS_WRITE
 from service.store.runs import RunFilter
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -31,13 +32,15 @@ def _run(authority: Authority, run_id: str) -> RokJSONResponse:
     responses={
         200: {"model": RunOut, "description": "Replay of an idempotency key: the same run."},
         409: {"model": ErrorOut, "description": "A run with that run_id exists."},
+        **AUTH,
     },
     summary="Create a run and declare its audit contract (T0)",
 )
-def create_run(body: CreateRunIn, authority: AuthorityDep) -> Response:
+def create_run(body: CreateRunIn, authority: AuthorityDep, principal: PrincipalDep) -> Response:
+    require(principal, RUNS_WRITE)
     kernel = create_rok(
         str(body.run_id) if body.run_id else None,
-        tenant_id=body.tenant_id,
+        tenant_id=require_tenant(principal, body.tenant_id),
         run_timeout_ms=body.run_timeout_ms,
         store=authority.store,
         settings=authority.settings,
@@ -51,6 +54,7 @@ def create_run(body: CreateRunIn, authority: AuthorityDep) -> Response:
         idempotency_key=body.idempotency_key,
         max_attempts=body.max_attempts,
         priority=body.priority,
+        caller=caller(principal),
     )
     created = kernel.declare_expectations()
     answer = _run(authority, kernel.run_id)
@@ -58,9 +62,10 @@ def create_run(body: CreateRunIn, authority: AuthorityDep) -> Response:
     return answer
 
 
-@router.get("", response_model=RunPageOut, summary="List runs, newest first")
+@router.get("", response_model=RunPageOut, responses=AUTH, summary="List runs, newest first")
 def list_runs(
     authority: AuthorityDep,
+    principal: PrincipalDep,
     phase: RunPhase | None = None,
     tenant_id: str | None = None,
     handler: str | None = None,
@@ -73,6 +78,8 @@ def list_runs(
                 check_storable(value, name)
             except ValueError as exc:
                 raise InvalidRequest(str(exc)) from None
+    require(principal, RUNS_READ)
+    tenant_id = require_tenant(principal, tenant_id)
     records, next_cursor = authority.store.list(
         RunFilter(phase=phase, tenant_id=tenant_id, handler=handler), limit, cursor
     )
@@ -83,5 +90,7 @@ def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunOut, responses=ERRORS, summary="Get a run")
-def get_run(run_id: UUID, authority: AuthorityDep) -> Response:
-    return _run(authority, str(run_id))
+def get_run(run_id: UUID, authority: AuthorityDep, principal: PrincipalDep) -> Response:
+    require(principal, RUNS_READ)
+    record = authority.kernel(str(run_id), caller=caller(principal)).load()
+    return RokJSONResponse(run_json(record, authority.clock()))

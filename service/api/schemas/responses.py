@@ -25,6 +25,11 @@ class HistoryEntryOut(BaseModel):
         description="`attempt`: a new attempt began in the same phase (from == to)."
     )
     details: dict[str, Any]
+    actor: str | None = Field(
+        default=None,
+        description="The id of the API key that made this record; null with auth off, "
+        "or when the service itself made it (the sweeper).",
+    )
 
 
 class ExpectationOut(BaseModel):
@@ -43,6 +48,11 @@ class AckOut(BaseModel):
     at: datetime
     late: bool = Field(description="Arrived after the run was terminal: kept as drift.")
     details: dict[str, Any] | None = None
+    actor: str | None = Field(
+        default=None,
+        description="The id of the API key that made this record; null with auth off, "
+        "or when the service itself made it (the sweeper).",
+    )
 
 
 class AckBatchOut(BaseModel):
@@ -84,6 +94,9 @@ class RunOut(BaseModel):
     priority: int
     run_timeout_ms: int
     created_at: datetime
+    created_by: str | None = Field(
+        default=None, description="The id of the API key that created the run (null: auth off)."
+    )
     updated_at: datetime
     execution_success: bool | None
     error: str | None

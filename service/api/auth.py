@@ -1,0 +1,170 @@
+"""Who is calling: every request has a principal (DESIGN section 9).
+
+`AuthGate` is the outermost gate after the body limit. With ROK_AUTH=required
+it turns `Authorization: Bearer <key>` into a Principal (401 for none, an
+unknown or a revoked key); with ROK_AUTH=off every caller is the anonymous
+principal, but only from this machine: a request whose Host is not a loopback
+name, or whose Origin / Sec-Fetch-Site says another site sent it, is refused,
+so neither a web page nor DNS rebinding can drive runs on a laptop.
+
+The principal is kept in the request's scope, where the routes' dependency
+(deps.PrincipalDep), the rate limit and the Idempotency-Key replay find it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.config import Settings
+from service.store.keys import ADMIN, ApiKey, KeyStore
+
+ANONYMOUS_ID = "anonymous"
+# Paths that show no run: liveness, readiness, version, metrics and the docs.
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/version", "/metrics", "/docs", "/redoc", "/openapi.json"}
+)
+PUBLIC_PREFIXES = ("/docs/", "/redoc/")
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of one request: an API key, or the anonymous caller with auth off."""
+
+    key_id: str | None
+    """The key's id, recorded as `actor` on what it writes; None when anonymous."""
+    tenant_id: str | None
+    """The tenant whose runs this caller sees; None: every tenant (admin, auth off)."""
+    scopes: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.scopes
+
+    @property
+    def id(self) -> str:
+        """Stable name for per-principal state (idempotency, rate limits)."""
+        return self.key_id or ANONYMOUS_ID
+
+    def can(self, scope: str) -> bool:
+        return self.is_admin or scope in self.scopes
+
+    def sees(self, tenant_id: str | None) -> bool:
+        """Whether a run of `tenant_id` exists for this caller (else it is a 404)."""
+        return self.tenant_id is None or self.is_admin or tenant_id == self.tenant_id
+
+    @property
+    def tenant_scope(self) -> str | None:
+        """The tenant to confine reads and moves to; None for every tenant."""
+        return None if self.is_admin else self.tenant_id
+
+
+ANONYMOUS = Principal(None, None, frozenset({ADMIN}))
+
+
+def principal_from_key(key: ApiKey) -> Principal:
+    return Principal(key.id, key.tenant_id, key.scopes)
+
+
+def principal_of(scope: Scope) -> Principal | None:
+    """The principal AuthGate established for this request (None on a public path)."""
+    state = scope.get("state") or {}
+    principal = state.get("principal")
+    return principal if isinstance(principal, Principal) else None
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def is_loopback_host(host: str) -> bool:
+    """A Host or Origin host name that can only mean this machine."""
+    name = host.strip().lower().rstrip(".")
+    if name.startswith("[") and "]" in name:
+        name = name[1 : name.index("]")]
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host_header: str) -> str:
+    """`host[:port]` or `[v6]:port` without the port."""
+    if host_header.startswith("["):
+        return host_header.split("]", 1)[0] + "]"
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def local_request_refusal(headers: dict[str, str]) -> str | None:
+    """Why a request to a service with auth off cannot come from this machine, or None."""
+    host = headers.get("host", "")
+    if not is_loopback_host(_host_name(host)):
+        return (
+            f"Host {host!r} is not a loopback name: with ROK_AUTH=off rok answers only "
+            "requests addressed to localhost (use a key and ROK_AUTH=required to serve others)"
+        )
+    origin = headers.get("origin")
+    if origin is not None:
+        origin_host = urlsplit(origin).hostname if origin != "null" else None
+        if origin_host is None or not is_loopback_host(origin_host):
+            return f"Origin {origin!r} is another site: with ROK_AUTH=off no web page may call rok"
+    if headers.get("sec-fetch-site", "").lower() == "cross-site":
+        return "a cross-site request (Sec-Fetch-Site: cross-site): with ROK_AUTH=off rok refuses it"
+    return None
+
+
+class AuthGate:
+    """ASGI middleware: establish the principal, or answer 401/403 before the app."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, keys: Callable[[], KeyStore]) -> None:
+        self.app = app
+        self.settings = settings
+        self.keys = keys  # a getter: the store exists only once the lifespan opened it
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not self.settings.auth_required:
+            refusal = local_request_refusal(headers)
+            if refusal is not None:
+                await _refuse(send, 403, refusal)
+                return
+            principal = ANONYMOUS
+        else:
+            scheme, _, token = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                await _refuse(
+                    send, 401, "this endpoint needs an API key: send Authorization: Bearer <key>"
+                )
+                return
+            key = await anyio.to_thread.run_sync(self.keys().authenticate, token.strip())
+            if key is None:
+                await _refuse(send, 401, "the API key is unknown or revoked", "invalid_token")
+                return
+            principal = principal_from_key(key)
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+async def _refuse(send: Send, status: int, detail: str, error: str | None = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 401:
+        challenge = "Bearer" if error is None else f'Bearer error="{error}"'
+        headers.append((b"www-authenticate", challenge.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
