@@ -1,4 +1,8 @@
-"""Request body limit: a body over the limit is refused with 413 before it is parsed."""
+"""Request body limit (ROK_MAX_BODY_BYTES): a body over it is refused with 413 before parsing.
+
+Also what the other gates in front of the app share: `respond` (a JSON
+refusal) and `replay_receive` (hand the app a body that was already read).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024
+"""The default of ROK_MAX_BODY_BYTES (Settings.max_body_bytes); the app passes the setting."""
 
 
 class BodySizeLimit:
@@ -37,7 +42,7 @@ class BodySizeLimit:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                await self.app(scope, _replay([message]), send)
+                await self.app(scope, replay_receive([message]), send)
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
@@ -48,21 +53,25 @@ class BodySizeLimit:
             if not message.get("more_body", False):
                 break
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        await self.app(scope, _replay([body], then=receive), send)
+        await self.app(scope, replay_receive([body], then=receive), send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body is larger than {self.max_bytes} bytes"})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body.encode()})
+        detail = f"request body is larger than {self.max_bytes} bytes (ROK_MAX_BODY_BYTES)"
+        await respond(send, 413, detail, "too_large")
+
+
+async def respond(
+    send: Send, status: int, detail: str, code: str, headers: dict[str, str] | None = None
+) -> None:
+    """A JSON refusal `{detail, code}`, sent by a gate before the app ran."""
+    body = json.dumps({"detail": detail, "code": code}).encode()
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((name.encode(), value.encode()) for name, value in (headers or {}).items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -75,7 +84,7 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+def replay_receive(messages: list[Message], then: Receive | None = None) -> Receive:
     """A `receive` that hands out `messages`, then defers to `then` (disconnects)."""
     pending = list(messages)
 

@@ -214,6 +214,7 @@ def _find_by_scope(conn: Connection, scope: str) -> Any:
 
 def _replay(existing: Any, new: NewRun) -> str:
     if existing.request_fingerprint != new.request_fingerprint:
+        # the tenant part never holds \x1f (service.kernel.spec.idempotency_scope)
         key = (new.idempotency_scope or "").split("\x1f", 1)[-1]
         raise IdempotencyConflict(key)
     return str(existing.id)
