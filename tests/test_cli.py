@@ -16,7 +16,15 @@ from service.store.migrations import REPO_ROOT
 from tests.support.schemas import table_names
 from tests.support.server import free_port, running_server
 
-TABLES = {"runs", "transitions", "expectations", "acks", "alembic_version"}
+TABLES = {
+    "runs",
+    "transitions",
+    "expectations",
+    "acks",
+    "api_keys",
+    "idempotency_keys",
+    "alembic_version",
+}
 
 
 def rok(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
