@@ -42,15 +42,19 @@ def sqlite_migrated_url(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def serve_in_process(url: str, check: bool = True, **options: bool) -> Iterator[TestClient]:
+def serve_in_process(
+    url: str, check: bool = True, raise_server_exceptions: bool = True
+) -> Iterator[TestClient]:
     """The app with auth off, as `make run` serves it: requests come from 127.0.0.1.
 
     Authentication itself is tested in tests/api/test_auth*.py with keys.
     """
-    settings = Settings(
-        database_url=url, governance_timeout_ms=GOVERNANCE_TIMEOUT_MS, auth="off"
-    )
-    with TestClient(create_app(settings), base_url=LOCAL_BASE_URL, **options) as client:
+    settings = Settings(database_url=url, governance_timeout_ms=GOVERNANCE_TIMEOUT_MS, auth="off")
+    with TestClient(
+        create_app(settings),
+        base_url=LOCAL_BASE_URL,
+        raise_server_exceptions=raise_server_exceptions,
+    ) as client:
         yield client
         if check:
             check_every_run_as_served(RunsApi(client))

@@ -58,6 +58,9 @@ def refused(response: httpx.Response, status: int, *mentions: str) -> httpx.Resp
 def send(
     http: TestClient, method: str, path: str, body: Any = None, raw: bytes | None = None
 ) -> httpx.Response:
+    response: httpx.Response
     if raw is not None:
-        return http.request(method, path, content=raw, headers=JSON)
-    return http.request(method, path, **({} if body is None else {"json": body}))
+        response = http.request(method, path, content=raw, headers=JSON)
+    else:
+        response = http.request(method, path, **({} if body is None else {"json": body}))
+    return response

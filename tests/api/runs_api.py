@@ -7,7 +7,9 @@ so a test reads as the lifecycle it drives.
 
 from __future__ import annotations
 
+import builtins
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -36,7 +38,16 @@ UNKNOWN_RUN = "00000000-0000-4000-8000-000000000000"
 
 
 class Http(Protocol):
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response: ...
+    """The part of httpx's `request` that RunsApi uses (TestClient, httpx.Client)."""
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response: ...
 
 
 class UnexpectedStatus(AssertionError):
@@ -89,8 +100,8 @@ class RunsApi:
         ).json()
         return result
 
-    def all_runs(self, **query: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def all_runs(self, **query: Any) -> builtins.list[dict[str, Any]]:
+        items: builtins.list[dict[str, Any]] = []
         cursor = None
         while True:
             page = self.list(limit=500, cursor=cursor, **query)

@@ -150,7 +150,12 @@ def test_full_lifecycle_field_by_field(api: RunsApi) -> None:
 
 
 def test_idempotency_key_replays_the_same_run(api: RunsApi) -> None:
-    body = {"tenant_id": "acme", "handler": "h", "input": [1], "idempotency_key": "job-42"}
+    body: dict[str, Any] = {
+        "tenant_id": "acme",
+        "handler": "h",
+        "input": [1],
+        "idempotency_key": "job-42",
+    }
     first = api.create(**body)
     replay = api.create(status=200, **body)
     assert replay == first

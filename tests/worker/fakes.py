@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.worker.acks import AckChannel
 from service.worker.context import RunContext
 
 
@@ -18,8 +19,13 @@ class SentAck:
 
 
 @dataclass
-class FakeAcks:
-    """Records what domains send instead of posting it (the AckChannel interface)."""
+class FakeAcks(AckChannel):
+    """Records what domains send instead of posting it.
+
+    A subclass because the hooks take the concrete AckChannel; its own
+    `__init__` (a client, a run) is replaced by the dataclass one, and every
+    method that would reach the client is overridden.
+    """
 
     previous_acks: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     sent: list[SentAck] = field(default_factory=list)
@@ -42,6 +48,12 @@ class FakeAcks:
             return False
         self.sent.append(SentAck(domain, action, result_id, error, details))
         return True
+
+    async def flush(self) -> None:
+        """Nothing to wait for: `send` records at once."""
+
+    async def close(self) -> None:
+        """Nothing queued to drop."""
 
     def one(self, domain: str, action: str) -> SentAck:
         found = [a for a in self.sent if (a.domain, a.action) == (domain, action)]

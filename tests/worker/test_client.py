@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -54,7 +54,7 @@ def run_json(phase: str, acks: list[dict[str, Any]] | None = None) -> dict[str, 
 
 
 def test_a_5xx_or_a_refused_connection_is_retried_until_it_succeeds() -> None:
-    posts = iter(["refuse", 503, 500, 200])
+    posts: Iterator[str | int] = iter(["refuse", 503, 500, 200])
     state = {"phase": "AUTHORIZED"}
 
     def script(request: httpx.Request) -> httpx.Response:
@@ -108,7 +108,7 @@ def test_a_finalize_whose_response_was_lost_is_not_sent_again() -> None:
 def test_a_finalize_resent_into_a_409_accepts_the_terminal_run() -> None:
     """The first send timed out but landed after the read-back looked: the resend
     meets a terminal run without a lease (409), which is the answer, not a loss."""
-    state = {"phase": "GOVERNANCE_CHECK", "posts": 0}
+    state: dict[str, str | int] = {"phase": "GOVERNANCE_CHECK", "posts": 0}
 
     def script(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":

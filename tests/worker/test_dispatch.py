@@ -23,7 +23,7 @@ def dispatch(
     ctx = make_context()
 
     async def main() -> bool:
-        dispatcher = DomainDispatcher(domains, ctx, acks, timeout_s)  # type: ignore[arg-type]
+        dispatcher = DomainDispatcher(domains, ctx, acks, timeout_s)
         for hook, args in hooks:
             dispatcher.emit(hook, *args)
         settled = await dispatcher.settle(timeout_s * 4)
