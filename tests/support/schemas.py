@@ -49,10 +49,36 @@ def catalog(url: str) -> dict[str, str]:
 def _read(conn: Connection) -> dict[str, str]:
     query = _POSTGRES_CATALOG if conn.dialect.name == "postgresql" else _SQLITE_CATALOG
     # whitespace is layout, not schema; nor is the quoting of a name (SQLite
-    # quotes a table that a migration rebuilt and renamed: CREATE TABLE "runs")
+    # quotes a table that a migration rebuilt and renamed: CREATE TABLE "runs"),
+    # nor the order of a table's constraints (a rebuild lists them as it likes)
     return {
-        name: " ".join(str(sql).split()).replace('"', "") for name, sql in conn.execute(text(query))
+        name: _constraints_sorted(" ".join(str(sql).split()).replace('"', ""))
+        for name, sql in conn.execute(text(query))
     }
+
+
+_CONSTRAINT_STARTS = ("CONSTRAINT ", "PRIMARY KEY", "FOREIGN KEY", "UNIQUE ", "CHECK ")
+
+
+def _constraints_sorted(sql: str) -> str:
+    """A CREATE TABLE with its table constraints in sorted order (columns stay in order)."""
+    if not sql.startswith("CREATE TABLE") or "(" not in sql:
+        return sql
+    head, _, body = sql.partition("(")
+    body = body.rstrip().removesuffix(")").strip()
+    parts: list[str] = []
+    depth, current = 0, ""
+    for char in body:
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        current += char
+    parts.append(current.strip())
+    columns = [p for p in parts if not p.startswith(_CONSTRAINT_STARTS)]
+    constraints = sorted(p for p in parts if p.startswith(_CONSTRAINT_STARTS))
+    return f"{head}( {', '.join(columns + constraints)} )"
 
 
 def table_names(url: str) -> set[str]:
