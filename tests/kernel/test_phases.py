@@ -20,14 +20,7 @@ from service.model.phases import (
     is_valid_transition,
     utc_now,
 )
-
-C = RunPhase.CREATED
-A = RunPhase.AUTHORIZED
-E = RunPhase.EXECUTING
-G = RunPhase.GOVERNANCE_CHECK
-Z = RunPhase.FINALIZING
-OK = RunPhase.COMPLETED
-X = RunPhase.FAILED
+from tests.support.phases import OK, A, C, E, G, X, Z
 
 # DESIGN.md section 1, written out by hand: the only legal moves.
 ALLOWED: frozenset[tuple[RunPhase, RunPhase]] = frozenset(
