@@ -15,6 +15,7 @@ Per tick:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,8 +87,9 @@ class Sweeper:
     async def run_forever(self) -> None:
         interval = self.authority.settings.sweep_interval_ms / 1000.0
         while True:
+            tick = asyncio.ensure_future(asyncio.to_thread(self.tick, self.authority.clock()))
             try:
-                report = await asyncio.to_thread(self.tick, self.authority.clock())
+                report = await asyncio.shield(tick)
                 if report.acted:
                     log.warning(
                         "sweeper: released %d, failed %d (worker lost), %d (stale)",
@@ -95,6 +97,13 @@ class Sweeper:
                         len(report.failed_worker_lost),
                         len(report.failed_stale),
                     )
+            except asyncio.CancelledError:
+                # A thread cannot be cancelled: let the tick end (and give its
+                # connection back) before whoever stopped us closes the database;
+                # a connection returned to a disposed pool is never closed.
+                with contextlib.suppress(Exception):
+                    await tick
+                raise
             except Exception:  # a failed tick must not stop liveness for good
                 log.exception("sweeper tick failed")
             await asyncio.sleep(interval)

@@ -5,6 +5,7 @@ Layout:
 - runner.py     the CLI (`rok bench`, `python -m service.bench`) and the order of workloads
 - server.py     a real service (or limits) process on a free port, its RSS and CPU
 - launch.py     what that process runs: uvicorn with one fixed set of settings
+- children.py   every process the bench starts ends with it (a lifeline, group signals)
 - limits.py     the two platform limits as a tiny ASGI app on the same Database class
 - load.py       the asyncio + httpx keep-alive load client and latency recorder
 - lifecycle.py  one full lifecycle over REST, as a worker would drive it

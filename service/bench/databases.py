@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from service.bench.children import lifeline
 from service.store import tables
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -37,6 +38,7 @@ def create_schema(url: str) -> None:
             [sys.executable, "-m", "service", "db", "upgrade", "--url", url],
             check=True,
             capture_output=True,
+            preexec_fn=lifeline(),
         )
         return
     engine = create_engine(url)

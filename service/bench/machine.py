@@ -9,6 +9,8 @@ import sqlite3
 import subprocess
 from typing import Any
 
+from service.bench.children import lifeline
+
 PACKAGES = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "pydantic", "httpx", "psycopg")
 
 
@@ -68,6 +70,7 @@ def current_commit() -> str | None:
             text=True,
             timeout=5,
             cwd=os.path.dirname(__file__),
+            preexec_fn=lifeline(),
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -2,7 +2,9 @@
 
 Each process runs in its own session (process group), so a Ctrl-C in the
 terminal reaches only the bench, whose `finally` stops the servers in order
-instead of leaving them half shut down mid-measurement.
+instead of leaving them half shut down mid-measurement. A bench that ends
+without its `finally` (SIGKILL, a test's timeout) takes them along all the
+same: they are started with a lifeline (service.bench.children).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Iterator, Mapping
 from typing import IO
 
 import httpx
+
+from service.bench.children import end_group, lifeline, signal_group
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
@@ -77,8 +81,13 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=lifeline(),
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -115,13 +124,12 @@ class ServerProcess:
     def stop(self) -> None:
         """SIGTERM (uvicorn shuts down gracefully), SIGKILL if it does not exit in time."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        if process is not None:
             try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                end_group(process, STOP_TIMEOUT_S)
+            finally:
+                # interrupted while waiting (a second Ctrl-C): do not wait, do not leave it
+                signal_group(process, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ import pytest
 from service.authority import Authority
 from service.config import Settings
 from tests.e2e.harness import (
+    WAIT_S,
     Api,
     RokService,
     phases,
@@ -219,33 +221,67 @@ def test_a_killed_worker_s_run_completes_on_a_second_attempt_by_the_other_worker
             stop_process(survivor)
 
 
-def test_every_run_of_a_batch_ends_once_when_one_of_two_workers_dies(rok: RokService) -> None:
+def held_by(api: Api, run_ids: list[str], pid: int) -> set[str]:
+    """The runs whose lease the worker process `pid` holds now."""
+    return {r for r in run_ids if pid_of((api.get(r).get("lease") or {}).get("worker_id")) == pid}
+
+
+def wait_until_holding(api: Api, run_ids: list[str], pid: int, count: int) -> set[str]:
+    """Poll until worker `pid` holds `count` runs (bounded like every wait of the harness)."""
+    deadline = time.monotonic() + WAIT_S
+    while len(held := held_by(api, run_ids, pid)) < count:
+        assert time.monotonic() < deadline, f"worker {pid} holds only {held} after {WAIT_S}s"
+        time.sleep(0.02)
+    return held
+
+
+def test_every_run_of_a_batch_ends_once_when_one_of_two_workers_dies(
+    rok: RokService, tmp_path: Path
+) -> None:
+    """Twelve runs, two workers of two slots; one is killed while it holds two runs.
+
+    Every handler waits for a file the test creates only after the kill, so
+    the doomed worker dies in the middle of exactly the runs it holds, however
+    loaded the machine: it cannot have finished one, nor sent the acks that
+    follow a handler. Those runs end on a second attempt, which the survivor
+    drove and acked; every other run is the survivor's alone.
+    """
     api = rok.api
-    run_ids = [api.create("sleeper", input={"seconds": 0.3}, max_attempts=2) for _ in range(12)]
+    marker = tmp_path / "release"
+    run_ids = [
+        api.create("wait_for_file", input={"marker": str(marker)}, max_attempts=2)
+        for _ in range(12)
+    ]
     doomed = start_worker(rok, concurrency=2)
     survivor = start_worker(rok, concurrency=2)
     try:
-        # kill the doomed worker while it holds at least one run
-        api.wait_for(
-            run_ids[-1],
-            lambda _: any(
-                pid_of((api.get(r).get("lease") or {}).get("worker_id")) == doomed.pid
-                for r in run_ids
-            ),
-        )
+        # the handlers wait, so each worker ends up holding two runs and keeps them
+        wait_until_holding(api, run_ids, doomed.pid, 2)
+        wait_until_holding(api, run_ids, survivor.pid, 2)
+        held = held_by(api, run_ids, doomed.pid)
         doomed.kill()
         doomed.wait()
-        finals = [api.wait_terminal(run_id) for run_id in run_ids]
+        marker.touch()
+        finals = {run_id: api.wait_terminal(run_id) for run_id in run_ids}
     finally:
         stop_process(doomed)
         stop_process(survivor)
 
-    assert [run["phase"] for run in finals] == ["COMPLETED"] * len(run_ids)
-    for run in finals:
-        workers = assert_one_worker_per_attempt(run)
-        if run["attempt"] == 2:  # the doomed worker held it: the survivor finished it
-            assert pid_of(workers[2]) == survivor.pid
-    assert any(run["attempt"] == 2 for run in finals)
+    assert len(held) == 2, held
+    assert [run["phase"] for run in finals.values()] == ["COMPLETED"] * len(run_ids), [
+        (run["id"], run["phase"], run["error"]) for run in finals.values()
+    ]
+    for run_id, run in finals.items():
+        workers = {a: pid_of(w) for a, w in assert_one_worker_per_attempt(run).items()}
+        finalize = [a for a in run["acks"] if a["domain"] == "orchestrator"]
+        assert len(finalize) == 1, run["acks"]
+        if run_id in held:
+            assert run["attempt"] == 2, run
+            assert workers.get(1, doomed.pid) == doomed.pid, workers  # what it acked in time
+            assert workers[2] == survivor.pid, workers  # the acks after the handler: the survivor's
+        else:
+            # one attempt, as a rule; a second only if the survivor's own lease lapsed under load
+            assert set(workers.values()) == {survivor.pid}, workers
 
 
 # -- churn: workers killed again and again while runs stream through -------------------

@@ -1,13 +1,15 @@
 """What the end-to-end and crash tests share: a real service, a sync API client, fast pools.
 
 Every wait here is bounded and polls for an outcome; nothing asserts on how
-long something took.
+long something took. Every process started here has a lifeline
+(service.bench.children): it dies with the test run, even one killed mid-test.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from typing import Any
 import httpx
 
 from service.authority import Authority
+from service.bench.children import lifeline, signal_group
 from service.config import Settings
 from service.domains import IncidentsDomain, PoliciesDomain, PolicySet, TracesDomain
 from service.domains.base import Domain
@@ -195,12 +198,12 @@ def start_worker_process(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=lifeline(),
     )
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> str:
-    """Kill a worker process if it still runs; return its output (for failure messages)."""
-    if process.poll() is None:
-        process.kill()
+    """Kill a worker process (its group) if it still runs; return its output."""
+    signal_group(process, signal.SIGKILL)
     output, _ = process.communicate(timeout=WAIT_S)
     return output.decode(errors="replace")
