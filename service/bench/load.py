@@ -71,9 +71,10 @@ class Recorder:
         return {name: latency_summary(values) for name, values in sorted(self.latencies.items())}
 
 
-def make_client(base_url: str, connections: int) -> httpx.AsyncClient:
+def make_client(base_url: str, connections: int, api_key: str | None) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
+        headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
         limits=httpx.Limits(
             max_connections=connections,
             max_keepalive_connections=connections,

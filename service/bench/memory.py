@@ -30,7 +30,7 @@ def run_batch(server: ServerProcess, clients: int, lifecycles: int) -> tuple[flo
 
     async def go() -> tuple[float, int]:
         recorder = Recorder(enabled=False)
-        async with make_client(server.base_url, clients) as client:
+        async with make_client(server.base_url, clients, server.api_key) as client:
             unit = functools.partial(lifecycle.lifecycle, client, recorder)
             elapsed = await run_count(clients, unit, recorder, lifecycles)
         return lifecycles / elapsed, len(recorder.errors)

@@ -31,6 +31,7 @@ from service.bench.figures import Figures
 from service.bench.launch import UVICORN_SETTINGS
 from service.bench.machine import current_commit, describe
 from service.bench.plan import plan_for
+from service.bench.server import AUTH_MODES, use_auth
 
 WORKLOADS: dict[str, Callable[[Context], None]] = {
     "W1": throughput.run,
@@ -53,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workloads",
         default=None,
         help="comma-separated subset of W1,W2,W3,W4,W5 (default: all)",
+    )
+    parser.add_argument(
+        "--auth",
+        choices=AUTH_MODES,
+        default="required",
+        help="ROK_AUTH of the services measured (default %(default)s: every request sends a key)",
     )
     parser.add_argument(
         "--postgres-url",
@@ -81,6 +88,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.repeat is not None and args.repeat < 1:
         raise SystemExit("--repeat must be at least 1")
     plan = plan_for(args.quick, args.repeat, workloads)
+    use_auth(args.auth)
     backends = BACKENDS[args.backend]
     previous = _terminate_as_interrupt()
     figures = Figures()
@@ -117,6 +125,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         "machine": describe(pg_version),
         "server": {"launcher": "python -m service.bench.launch", "uvicorn": UVICORN_SETTINGS},
         "schema": schema_method(),
+        "auth": args.auth,
         "configuration": configuration,
         "notes": notes,
     }

@@ -31,7 +31,7 @@ def measure_claims(server: ServerProcess, claims: int) -> list[float]:
     async def go() -> list[float]:
         recorder = Recorder()
         unrecorded = Recorder(enabled=False)
-        async with make_client(server.base_url, 8) as client:
+        async with make_client(server.base_url, 8, server.api_key) as client:
             created = [await lifecycle.create_run(client, unrecorded) for _ in range(claims)]
             for _ in range(claims):
                 await timed(

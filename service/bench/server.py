@@ -40,6 +40,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# How the bench's services authenticate: `required` (the service's default, every
+# request carries a key) or `off` (no key); `rok bench --auth` sets it once per run,
+# so the two can be compared in one session.
+AUTH_MODES = ("required", "off")
+auth_mode = "required"
+
+
+def use_auth(mode: str) -> None:
+    global auth_mode
+    if mode not in AUTH_MODES:
+        raise ValueError(f"--auth {mode!r}: use one of {', '.join(AUTH_MODES)}")
+    auth_mode = mode
+
+
 def server_env(database_url: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """The parent's environment without any ROK_*/RAC_* setting, plus exactly ours.
 
@@ -48,12 +62,27 @@ def server_env(database_url: str, overrides: Mapping[str, str] | None = None) ->
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROK_", "RAC_"))}
     env["ROK_DATABASE_URL"] = database_url
+    env["ROK_AUTH"] = auth_mode
     env.update(overrides or {})
     return env
 
 
 def bench_settings(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in sorted(env.items()) if k.startswith(("ROK_", "RAC_"))}
+
+
+def bench_key(database_url: str) -> str:
+    """An admin key for the bench's clients, in the (migrated) bench database."""
+    from service.model.phases import utc_now
+    from service.store.database import Database
+    from service.store.keys import KeyStore
+
+    database = Database(database_url, pool_size=1)
+    try:
+        _, key = KeyStore(database).create("bench", ["admin"], "rok bench", utc_now())
+    finally:
+        database.dispose()
+    return key
 
 
 class ServerProcess:
@@ -66,6 +95,8 @@ class ServerProcess:
         self.base_url = f"http://{HOST}:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.api_key: str | None = None
+        """The key the bench's clients send to the service (ROK_AUTH=required)."""
 
     @property
     def pid(self) -> int:
@@ -73,6 +104,8 @@ class ServerProcess:
         return self._process.pid
 
     def start(self) -> None:
+        if self.app == "service" and self.env.get("ROK_AUTH") == "required":
+            self.api_key = bench_key(self.env["ROK_DATABASE_URL"])
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives until stop()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "service.bench.launch", self.app, HOST, str(self.port)],

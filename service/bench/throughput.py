@@ -55,7 +55,7 @@ def measure(server: ServerProcess, clients: int, unit_name: str, context: Contex
 
     async def go() -> Measured:
         recorder = Recorder()
-        async with make_client(server.base_url, clients) as client:
+        async with make_client(server.base_url, clients, server.api_key) as client:
 
             async def one() -> None:
                 if unit_name == "bare":

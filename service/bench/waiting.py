@@ -112,7 +112,7 @@ class Wave:
         self.acks = Recorder()
 
     async def run(self) -> None:
-        async with make_client(self.server.base_url, DRIVE_CLIENTS) as driver:
+        async with make_client(self.server.base_url, DRIVE_CLIENTS, self.server.api_key) as driver:
             await _drive_all(driver, _to_governance_check, self.run_ids)
             self.rss_before = self.server.rss_kib()
             async with contextlib.AsyncExitStack() as pools:
@@ -121,11 +121,13 @@ class Wave:
                     for i in range(0, len(self.run_ids), CHECKS_PER_POOL)
                 ]
                 checkers = [
-                    await pools.enter_async_context(make_client(self.server.base_url, len(g)))
+                    await pools.enter_async_context(
+                        make_client(self.server.base_url, len(g), self.server.api_key)
+                    )
                     for g in groups
                 ]
                 acker = await pools.enter_async_context(
-                    make_client(self.server.base_url, ACK_CONNECTIONS)
+                    make_client(self.server.base_url, ACK_CONNECTIONS, self.server.api_key)
                 )
                 await asyncio.gather(
                     *(_connect(c, len(g)) for c, g in zip(checkers, groups, strict=True))

@@ -87,6 +87,7 @@ async def _with_pool(
         server.base_url,
         {lifecycle.HANDLER: observed.handler},
         domains=reference_domains(),
+        api_key=server.api_key,
         concurrency=concurrency,
         rok_enabled=rok_enabled,
         on_result=observed.on_result,
@@ -115,7 +116,7 @@ async def throughput(
 ) -> tuple[float, Observed]:
     observed = Observed(expected=runs)
     quiet = Recorder(enabled=False)
-    async with make_client(server.base_url, SUBMIT_CONNECTIONS) as client:
+    async with make_client(server.base_url, SUBMIT_CONNECTIONS, server.api_key) as client:
         queue = [str(uuid.uuid4()) for _ in range(runs)]
 
         async def submitter() -> None:
@@ -138,7 +139,7 @@ async def trickle(
     quiet = Recorder(enabled=False)
 
     async def submit_all() -> None:
-        async with make_client(server.base_url, SUBMIT_CONNECTIONS * 4) as client:
+        async with make_client(server.base_url, SUBMIT_CONNECTIONS * 4, server.api_key) as client:
             await asyncio.sleep(0.5)  # the pool's slots are long-polling by now
             begin = time.perf_counter()
             sends = []
