@@ -198,30 +198,39 @@ class _Answer:
 
 
 class _Keeper:
-    """Touches the held row every TOUCH_EVERY_S while its request runs (it is not stale)."""
+    """Touches the held row every TOUCH_EVERY_S while its request runs (it is not stale).
+
+    Most requests end long before the first touch is due: until then this is
+    one timer on the loop, no task and no thread.
+    """
 
     def __init__(self, store: IdempotencyStore, clock: Callable[[], datetime], held: Held) -> None:
         self.held = held
         self._store = store
         self._clock = clock
         self._done = asyncio.Event()
-        self._task = asyncio.ensure_future(self._keep())
+        self._touching: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(TOUCH_EVERY_S, self._start)
+
+    def _start(self) -> None:
+        self._touching = asyncio.ensure_future(self._keep())
 
     async def _keep(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._done.wait(), TOUCH_EVERY_S)
-                return
+        while not self._done.is_set():
             touched = await anyio.to_thread.run_sync(self._store.touch, self.held, self._clock())
             if touched is None:
-                return  # taken over (the request ran past STALE_S without a touch)
+                return  # taken over: the request ran STALE_S without a touch
             self.held = touched
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), TOUCH_EVERY_S)
 
     async def stop(self) -> Held:
         """Stop touching (a touch under way finishes first); the row as last touched."""
         self._done.set()
-        with contextlib.suppress(Exception):
-            await self._task
+        self._timer.cancel()
+        if self._touching is not None:
+            with contextlib.suppress(Exception):
+                await self._touching
         return self.held
 
 

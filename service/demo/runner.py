@@ -6,12 +6,17 @@ The pool runs the three reference domains with the policies in
 policies.toml. One research run asks (through its input) for the incidents
 domain to stay silent, so its governance check reports
 incidents/create_incident missing. Each run prints one line as it finishes.
+
+Against a service with ROK_AUTH=required, give it a key (--key or ROK_API_KEY)
+with the scopes runs:read, runs:write, worker and acks:<domain> for each of the
+reference domains (incidents, policies, logs).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import uuid
@@ -60,10 +65,13 @@ def run_demo(
     governance_timeout_ms: int = 2000,
     concurrency: int = 8,
     timeout_s: float = 120.0,
+    api_key: str | None = None,
 ) -> DemoReport:
+    """`api_key=None` reads ROK_API_KEY (unset: no key, for ROK_AUTH=off)."""
+    api_key = api_key if api_key is not None else os.environ.get("ROK_API_KEY") or None
     report = DemoReport(url.rstrip("/"))
     wait_until_healthy(report.url)
-    report.submitted = submit_batch(report.url)
+    report.submitted = submit_batch(report.url, api_key)
     print(
         f"submitted {len(report.submitted)} runs to {report.url}; a WorkerPool with the "
         "policies, traces and incidents domains drives them.\n"
@@ -77,7 +85,7 @@ def run_demo(
             report.finished.append(result)
             print("  " + result.summary(report.submitted[result.run_id]), file=out)
 
-    pool = demo_pool(report.url, concurrency, governance_timeout_ms, on_result=show)
+    pool = demo_pool(report.url, concurrency, governance_timeout_ms, show, api_key)
     pending = set(report.submitted)
 
     def all_ours_done(result: RunResult) -> bool:
@@ -100,6 +108,7 @@ def demo_pool(
     concurrency: int = 8,
     governance_timeout_ms: int | None = 2000,
     on_result: Any = None,
+    api_key: str | None = None,
 ) -> WorkerPool:
     """The demo handlers with the reference domains; any run can mute a domain by input."""
     domains = [
@@ -115,16 +124,19 @@ def demo_pool(
         governance_timeout_ms=governance_timeout_ms,
         on_result=on_result,
         drain_timeout_s=5.0,
+        api_key=api_key,
     )
 
 
-def submit_batch(url: str) -> dict[str, str]:
+def submit_batch(url: str, api_key: str | None = None) -> dict[str, str]:
     batch_id = uuid.uuid4().hex[:8]
     submitted = {}
-    with httpx.Client(base_url=url, timeout=10.0) as client:
+    auth = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    with httpx.Client(base_url=url, timeout=10.0, headers=auth) as client:
         for index, (handler, story, fields) in enumerate(BATCH):
-            body = {"handler": handler, "idempotency_key": f"demo-{batch_id}-{index}", **fields}
-            response = client.post("/runs", json=body)
+            key = f"demo-{batch_id}-{index}"
+            body = {"handler": handler, "idempotency_key": key, **fields}
+            response = client.post("/runs", json=body, headers={"Idempotency-Key": key})
             response.raise_for_status()
             submitted[response.json()["id"]] = story
     return submitted
@@ -152,6 +164,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--url", default=DEFAULT_URL, help=f"the rok service (default {DEFAULT_URL})"
     )
     parser.add_argument(
+        "--key",
+        default=None,
+        help="API key (default: ROK_API_KEY; none for a service with ROK_AUTH=off)",
+    )
+    parser.add_argument(
         "--serve",
         action="store_true",
         help="after the batch, keep the pool serving the demo handlers (Ctrl-C stops it)",
@@ -160,13 +177,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    run_demo(args.url)
+    api_key = args.key or os.environ.get("ROK_API_KEY") or None
+    run_demo(args.url, api_key=api_key)
     if args.serve:
         print(
             "\nThe pool keeps serving the demo handlers; POST /runs with one of "
             f"{', '.join(HANDLERS)} (Ctrl-C to stop)."
         )
-        demo_pool(args.url, on_result=lambda r: print(f"  {r.summary()}")).run()
+        pool = demo_pool(args.url, on_result=lambda r: print(f"  {r.summary()}"), api_key=api_key)
+        pool.run()
     return 0
 
 

@@ -1,9 +1,12 @@
-"""`rok worker --app module:object --concurrency N --url URL`.
+"""`rok worker --app module:object --concurrency N --url URL [--key KEY]`.
 
 `object` is either a dict of handlers ({name: callable}), run with the
 default domains of the `rok` command (the three reference domains), or a
 factory called as `factory(url=..., concurrency=...)` that returns a
 configured WorkerPool.
+
+The API key (--key, or ROK_API_KEY, which keeps it out of the process list)
+is sent as `Authorization: Bearer <key>`; a service with ROK_AUTH=off needs none.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ def register(subparsers: Any, default_domains: DomainFactory) -> argparse.Argume
     )
     parser.add_argument("--app", required=True, help="module:object (handler dict or factory)")
     parser.add_argument("--url", default=os.environ.get("ROK_URL", DEFAULT_URL))
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("ROK_API_KEY") or None,
+        help="API key (default: ROK_API_KEY; none for a service with ROK_AUTH=off)",
+    )
     parser.add_argument("--concurrency", type=_positive, default=4)
     parser.add_argument("--worker-id", default=None, help="default: host/pid/random")
     parser.add_argument("--lease-ms", type=_positive, default=15_000)
@@ -75,7 +83,7 @@ def run_worker_command(args: argparse.Namespace) -> int:
 def load_app(args: argparse.Namespace) -> WorkerPool:
     target = _import(args.app)
     if isinstance(target, WorkerPool):
-        return target
+        return _with_key(target, args.key)
     if isinstance(target, Mapping):
         default_domains: DomainFactory = args.default_domains
         return WorkerPool(
@@ -86,13 +94,21 @@ def load_app(args: argparse.Namespace) -> WorkerPool:
             lease_ms=args.lease_ms,
             domains=[] if args.no_domains else default_domains(args.policies),
             drain_timeout_s=args.drain_timeout,
+            api_key=args.key,
         )
     if callable(target):
         pool = target(url=args.url, concurrency=args.concurrency)
         if not isinstance(pool, WorkerPool):
             raise AppError(f"{args.app}() returned {type(pool).__name__}, not a WorkerPool")
-        return pool
+        return _with_key(pool, args.key)
     raise AppError(f"{args.app} is a {type(target).__name__}: need a handler dict or a factory")
+
+
+def _with_key(pool: WorkerPool, key: str | None) -> WorkerPool:
+    """A pool the app built uses --key (or ROK_API_KEY) when one is given."""
+    if key is not None:
+        pool.api_key = key  # read when the pool starts serving
+    return pool
 
 
 def _import(spec: str) -> Any:

@@ -1,8 +1,9 @@
 """A small typed async client for the rok REST API: one method per endpoint.
 
 Every call goes through `service.worker.retries`, which retries what failed
-and, after a send that may have landed, reads the run back instead of
-applying it twice; each method here supplies that read back: how its own
+(each POST with one Idempotency-Key on all its tries, the API key, if any,
+on every request) and, after a send that may have landed, reads the run back
+instead of applying it twice; each method here supplies that read back: how its own
 effect is recognised on the run (the phase a move lands in, an ack recorded).
 What the client raises is in `service.worker.api_errors`.
 """
@@ -50,7 +51,9 @@ class RokClient:
         backoff: Backoff | None = None,
         max_connections: int = 64,
         transport: httpx.AsyncBaseTransport | None = None,
+        api_key: str | None = None,
     ) -> None:
+        """`api_key`: sent as `Authorization: Bearer <key>` (ROK_AUTH=required)."""
         self.url = url.rstrip("/")
         self._timeout_s = timeout_s
         self._sender = RetryingSender(
@@ -60,6 +63,7 @@ class RokClient:
             backoff=backoff or Backoff(),
             max_connections=max_connections,
             transport=transport,
+            api_key=api_key,
         )
 
     async def __aenter__(self) -> RokClient:
@@ -82,8 +86,8 @@ class RokClient:
         return _json(await self._sender.send("GET", "/healthz"))
 
     async def create_run(self, **body: Any) -> Run:
-        """POST /runs. Without an idempotency_key a lost response can create a twin;
-        pass one when that matters (the demo does)."""
+        """POST /runs. A lost response is replayed, not created twice (the call's
+        Idempotency-Key); an idempotency_key in the body also holds across calls."""
         return _json(await self._sender.send("POST", "/runs", json=body))
 
     async def get_run(self, run_id: str) -> Run:

@@ -30,6 +30,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import httpx
+
 from service.config import Settings
 from service.worker.api_errors import ApiError, ServiceUnavailable
 from service.worker.authorizer import Authorizer, grant_all
@@ -75,6 +77,8 @@ class WorkerPool:
         domain_timeout_ms: int = 3_000,
         drain_timeout_s: float = 30.0,
         on_result: ResultCallback | None = None,
+        api_key: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """`domains`: the hooks every run goes through, in this order; none by default.
 
@@ -82,7 +86,10 @@ class WorkerPool:
         runs (`rok worker` and the demo: the reference domains) is decided
         where the pool is built, so the worker depends on no implementation.
         `rok_enabled=None` reads ROK_ENABLED; `governance_timeout_ms=None` lets
-        the service use its ROK_GOVERNANCE_TIMEOUT_MS.
+        the service use its ROK_GOVERNANCE_TIMEOUT_MS; `api_key=None` reads
+        ROK_API_KEY (unset: no key, for a service with ROK_AUTH=off). The key
+        needs the scopes `worker`, `runs:read` and `acks:<domain>` for each
+        domain run here. `transport` replaces the HTTP transport (tests).
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -97,6 +104,8 @@ class WorkerPool:
         self.claim_wait_ms = claim_wait_ms
         self.drain_timeout_s = drain_timeout_s
         self.on_result = on_result
+        self.api_key = api_key if api_key is not None else os.environ.get("ROK_API_KEY") or None
+        self.transport = transport
         self.settings = DriverSettings(
             worker_id=self.worker_id,
             lease_ms=lease_ms,
@@ -179,7 +188,9 @@ class WorkerPool:
             self._begin_stop(self._stop_asked)
             self._stop_asked = None
         connections = self.concurrency * 6 + 8
-        async with RokClient(self.url, max_connections=connections) as client:
+        async with RokClient(
+            self.url, max_connections=connections, api_key=self.api_key, transport=self.transport
+        ) as client:
             self._free_slots = asyncio.Semaphore(self.concurrency)
             self._claimer = asyncio.create_task(self._claim_loop(client), name="rok-claimer")
             await self._stopping.wait()

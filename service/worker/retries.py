@@ -15,14 +15,24 @@
 - A 409 that follows no ambiguity is final and raised as `Conflict`: the
   caller lost the run (its lease was fenced, or the phase moved). It is never
   retried.
+- Every POST carries an `Idempotency-Key` (DESIGN section 9): one key per call
+  of `send`, the same on each of its tries, so a resend after a lost answer
+  gets the first answer replayed by the service instead of acting again. The
+  read back above stays for what the service cannot replay: a 5xx (never
+  remembered) and a service killed between its commit and storing the answer.
+  The key's first request still running (409 `idempotency_in_progress`) and
+  the rate limit (429) are waited out, for `Retry-After` seconds.
+- With an API key, every request sends `Authorization: Bearer <key>`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +45,10 @@ log = logging.getLogger("rok.worker.client")
 
 # Requests that never left this process can be resent blindly.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IN_PROGRESS = "idempotency_in_progress"
+"""The `code` of the 409 for a key whose first request is still running."""
+MAX_RETRY_AFTER_S = 60.0
 
 Confirm = Callable[[], Awaitable[Any | None]]
 """Reads the run back after an ambiguous send: what the first send produced if it
@@ -64,6 +78,7 @@ class RetryingSender:
         backoff: Backoff,
         max_connections: int,
         transport: httpx.AsyncBaseTransport | None,
+        api_key: str | None = None,
     ) -> None:
         self._timeout_s = timeout_s
         self._retry_timeout_s = retry_timeout_s
@@ -71,8 +86,9 @@ class RetryingSender:
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
+        auth = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self._http = httpx.AsyncClient(
-            base_url=url, timeout=timeout_s, limits=limits, transport=transport
+            base_url=url, timeout=timeout_s, limits=limits, transport=transport, headers=auth
         )
 
     async def aclose(self) -> None:
@@ -89,11 +105,17 @@ class RetryingSender:
         timeout_s: float | None = None,
         confirm: Confirm | None = None,
     ) -> Any:
-        """Send with retries; returns the response, or what `confirm` found."""
+        """Send with retries; returns the response, or what `confirm` found.
+
+        A POST gets a new Idempotency-Key unless `headers` has one already.
+        """
+        if method == "POST":
+            headers = {IDEMPOTENCY_HEADER: uuid.uuid4().hex, **(headers or {})}
         started = time.monotonic()
         retry = 0
         ambiguous = False
         while True:
+            wait_s: float | None = None
             if ambiguous and confirm is not None:
                 found = await self._confirm(confirm)
                 if found is not None:
@@ -111,15 +133,19 @@ class RetryingSender:
                 ambiguous = ambiguous or not isinstance(exc, _NOT_SENT)
                 why = f"{type(exc).__name__}: {exc}"
             else:
-                if response.status_code < 500:
+                wait_s = _retry_after(response)
+                if wait_s is not None:
+                    why = f"HTTP {response.status_code}"  # nothing ran: ambiguity unchanged
+                elif response.status_code < 500:
                     if response.status_code == 409 and ambiguous and confirm is not None:
                         found = await self._confirm(confirm)
                         if found is not None:
                             return found
                     raise_for_status(response)
                     return response
-                ambiguous = True  # the service may have committed before it failed
-                why = f"HTTP {response.status_code}"
+                else:
+                    ambiguous = True  # the service may have committed before it failed
+                    why = f"HTTP {response.status_code}"
             retry += 1
             waited = time.monotonic() - started
             if self._retry_timeout_s is not None and waited >= self._retry_timeout_s:
@@ -128,7 +154,7 @@ class RetryingSender:
                 )
             if retry == 1 or retry % 10 == 0:
                 log.warning("%s %s failed (%s); retrying (try %d)", method, path, why, retry)
-            await asyncio.sleep(self._backoff.delay(retry))
+            await asyncio.sleep(self._backoff.delay(retry) if wait_s is None else wait_s)
 
     @staticmethod
     async def _confirm(confirm: Confirm) -> Any | None:
@@ -137,3 +163,22 @@ class RetryingSender:
         except (httpx.TransportError, ApiError) as exc:
             log.debug("read-back after an ambiguous request failed: %s", exc)
             return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait before resending, for an answer that means "not now": a 429, or
+    a 409 for a key whose first request is still running. None for any other answer."""
+    if response.status_code == 409:
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        if not isinstance(body, dict) or body.get("code") != IN_PROGRESS:
+            return None
+    elif response.status_code != 429:
+        return None
+    try:
+        seconds = float(response.headers.get("retry-after", "1"))
+    except ValueError:  # an HTTP date, or garbage
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else 1.0
