@@ -47,9 +47,12 @@ def judge(
 class AckWait:
     """Waits, blocking or on an event loop, until a run's domain acks are in or time is up."""
 
-    def __init__(self, store: RunStore, run_id: str, timeout_s: float) -> None:
+    def __init__(
+        self, store: RunStore, run_id: str, timeout_s: float, tenant_id: str | None = None
+    ) -> None:
         self._store = store
         self._run_id = run_id
+        self._tenant_id = tenant_id  # the caller's: a run of another tenant is not found
         self._deadline = time.monotonic() + timeout_s
         self._first = True
 
@@ -86,7 +89,7 @@ class AckWait:
         later one ends the wait when the run left it (failed from outside),
         and the recording then reports the phase it is in.
         """
-        phase, outstanding = self._store.governance_wait_state(self._run_id)
+        phase, outstanding = self._store.governance_wait_state(self._run_id, self._tenant_id)
         first, self._first = self._first, False
         if first and phase is not RunPhase.GOVERNANCE_CHECK:
             raise PhaseTransitionError(self._run_id, phase, RunPhase.GOVERNANCE_CHECK, CHECK_NEEDS)

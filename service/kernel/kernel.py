@@ -166,14 +166,14 @@ class RunOrchestrationKernel:
         send): one round trip fewer, and still a recorded check before the end.
         A strict check that did not pass has failed the run already.
         """
-        AckWait(self._store, self.run_id, self._wait_seconds(timeout_ms)).blocking()
+        self._ack_wait(timeout_ms).blocking()
         return self.record_governance_check(require_all_acks, finalize)
 
     async def governance_check_async(
         self, timeout_ms: int | None = None, require_all_acks: bool = False, finalize: bool = False
     ) -> GovernanceOutcome:
         """The same check for an event loop: waiting costs a future, not a thread."""
-        wait = AckWait(self._store, self.run_id, self._wait_seconds(timeout_ms))
+        wait = self._ack_wait(timeout_ms)
         return await wait.until_over(
             lambda: self.record_governance_check(require_all_acks, finalize)
         )
@@ -352,9 +352,10 @@ class RunOrchestrationKernel:
         if self._caller.tenant is not None and tenant_id != self._caller.tenant:
             raise RunNotFound(self.run_id)
 
-    def _wait_seconds(self, timeout_ms: int | None) -> float:
+    def _ack_wait(self, timeout_ms: int | None) -> AckWait:
+        """The wait before a check; like a move, it finds no run of another tenant."""
         ms = self._settings.governance_timeout_ms if timeout_ms is None else timeout_ms
-        return ms / 1000.0
+        return AckWait(self._store, self.run_id, ms / 1000.0, self._caller.tenant)
 
 
 def create_rok(

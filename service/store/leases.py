@@ -52,8 +52,11 @@ class LeaseStore:
         lease = Lease(worker_id, secrets.token_hex(16), now + timedelta(milliseconds=lease_ms))
         with self.db.write() as conn:
             if claim_id is not None:
+                claimed = _SELECT_CLAIMED
+                if tenant_id is not None:  # the same worker and claim ids in another tenant
+                    claimed = claimed.where(runs.c.tenant_id == tenant_id)
                 taken = conn.execute(
-                    _SELECT_CLAIMED, {"worker_id": worker_id, "claim_id": claim_id, "now": now}
+                    claimed, {"worker_id": worker_id, "claim_id": claim_id, "now": now}
                 ).first()
                 if taken is not None:
                     held = Lease(worker_id, taken.lease_token, taken.lease_expires_at)
@@ -77,9 +80,19 @@ class LeaseStore:
         return record, lease
 
     def heartbeat(
-        self, run_id: str, worker_id: str, token: str | None, lease_ms: int, now: datetime
+        self,
+        run_id: str,
+        worker_id: str,
+        token: str | None,
+        lease_ms: int,
+        now: datetime,
+        tenant_id: str | None = None,
     ) -> Lease:
-        """Extend the caller's lease; LeaseLost unless it holds the current, live lease."""
+        """Extend the caller's lease; LeaseLost unless it holds the current, live lease.
+
+        With `tenant_id`, a run of another tenant does not exist (RunNotFound),
+        whatever its lease: a 409 would tell that tenant's caller it exists.
+        """
         expires_at = now + timedelta(milliseconds=lease_ms)
         guard = [
             runs.c.id == run_id,
@@ -88,6 +101,8 @@ class LeaseStore:
         ]
         if token is not None:
             guard.append(runs.c.lease_token == token)
+        if tenant_id is not None:
+            guard.append(runs.c.tenant_id == tenant_id)
         with self.db.write() as conn:
             result = conn.execute(
                 update(runs)
@@ -98,11 +113,11 @@ class LeaseStore:
             renewed = result.scalar()
             if renewed is None:
                 current = conn.execute(
-                    select(
-                        runs.c.lease_worker_id, runs.c.lease_token, runs.c.lease_expires_at
-                    ).where(runs.c.id == run_id)
+                    select(runs.c.lease_worker_id, runs.c.lease_token, runs.c.tenant_id).where(
+                        runs.c.id == run_id
+                    )
                 ).first()
-                if current is None:
+                if current is None or tenant_id not in (None, current.tenant_id):
                     raise RunNotFound(run_id)
                 holder, current_token = current.lease_worker_id, current.lease_token
                 raise LeaseLost(run_id, _why_refused(holder, current_token, worker_id, token))

@@ -26,7 +26,7 @@ from service.store.database import Database
 from service.store.records import NewRun, RunFilter, RunRecord
 from service.store.rows import (
     SELECT_DOMAIN_EXPECTATIONS,
-    SELECT_PHASE,
+    SELECT_PHASE_AND_TENANT,
     SELECT_RUN,
     SELECT_TIMELY_ACKS,
     load_record,
@@ -141,13 +141,20 @@ class RunStore:
         with self.db.read() as conn:
             return load_record(conn, run_id)
 
-    def governance_wait_state(self, run_id: str) -> tuple[RunPhase, list[tuple[str, str]]]:
-        """The run's phase and the domain expectations still waiting for an ack."""
+    def governance_wait_state(
+        self, run_id: str, tenant_id: str | None = None
+    ) -> tuple[RunPhase, list[tuple[str, str]]]:
+        """The run's phase and the domain expectations still waiting for an ack.
+
+        With `tenant_id`, a run of another tenant does not exist (RunNotFound):
+        its phase must not reach that tenant's caller.
+        """
         with self.db.read() as conn:
             params = {"run_id": run_id}
-            phase = conn.execute(SELECT_PHASE, params).scalar()
-            if phase is None:
+            run = conn.execute(SELECT_PHASE_AND_TENANT, params).first()
+            if run is None or tenant_id not in (None, run.tenant_id):
                 raise RunNotFound(run_id)
+            phase = run.phase
             expected = conn.execute(SELECT_DOMAIN_EXPECTATIONS, params).all()
             acked = conn.execute(SELECT_TIMELY_ACKS, params).all()
         done = {(a.domain, a.action) for a in acked}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, status
 from service.api.auth import Principal
 from service.api.deps import AuthorityDep, PrincipalDep, require
 from service.api.presenters import ack_json
-from service.api.routes.common import NOT_FOUND, caller
+from service.api.routes.common import NOT_FOUND, POSTED, caller
 from service.api.schemas import AckBatchIn, AckBatchOut, AckIn, AckOut
 from service.kernel.spec import AckSpec
 from service.store.keys import ACKS_PREFIX
@@ -28,7 +28,7 @@ def require_domain(principal: Principal, domains: list[str]) -> None:
     "/{run_id}/acks",
     status_code=status.HTTP_201_CREATED,
     response_model=AckOut,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **POSTED},
     summary="A domain acknowledges (or reports failing) an action for the run",
 )
 def ack(
@@ -45,7 +45,7 @@ def ack(
     "/{run_id}/acks/batch",
     status_code=status.HTTP_201_CREATED,
     response_model=AckBatchOut,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **POSTED},
     summary="Several acks for the run in one transaction: all recorded, in order, or none",
 )
 def ack_batch(

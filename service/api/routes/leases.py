@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AuthorityDep, LeaseTokenDep, PrincipalDep, require
 from service.api.presenters import run_json
-from service.api.routes.common import AUTH, ERRORS
+from service.api.routes.common import AUTH, ERRORS, POSTED
 from service.api.schemas import ClaimIn, ClaimOut, HeartbeatIn, LeaseGrantOut
 from service.store.keys import WORKER
 from service.store.signals import CLAIMABLE
@@ -26,7 +26,7 @@ CLAIM_RECHECK_S = 1.0
 @router.post(
     "/claim",
     response_model=ClaimOut,
-    responses={204: {"description": "No run waited (within wait_ms)."}, **AUTH},
+    responses={204: {"description": "No run waited (within wait_ms)."}, **AUTH, **POSTED},
     summary="Lease the next waiting run (highest priority, then oldest) to a worker",
 )
 async def claim(
@@ -86,5 +86,6 @@ def heartbeat(
         body.lease_token or lease_token,
         body.lease_ms,
         authority.clock(),
+        principal.tenant_scope,
     )
     return {"worker_id": lease.worker_id, "token": lease.token, "expires_at": lease.expires_at}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from service.api.deps import AuthorityDep, PrincipalDep, require, require_tenant
 from service.api.presenters import RokJSONResponse, run_json
-from service.api.routes.common import AUTH, ERRORS, caller
+from service.api.routes.common import AUTH, NOT_FOUND, POSTED, caller
 from service.api.schemas import CreateRunIn, ErrorOut, RunOut, RunPageOut, check_storable
 from service.authority import Authority
 from service.errors import InvalidRequest
@@ -31,8 +31,13 @@ def _run(authority: Authority, run_id: str) -> RokJSONResponse:
     response_model=RunOut,
     responses={
         200: {"model": RunOut, "description": "Replay of an idempotency key: the same run."},
-        409: {"model": ErrorOut, "description": "A run with that run_id exists."},
         **AUTH,
+        **POSTED,
+        409: {
+            "model": ErrorOut,
+            "description": "A run with that run_id exists, or a request with the same "
+            "Idempotency-Key is still running.",
+        },
     },
     summary="Create a run and declare its audit contract (T0)",
 )
@@ -89,7 +94,7 @@ def list_runs(
     )
 
 
-@router.get("/{run_id}", response_model=RunOut, responses=ERRORS, summary="Get a run")
+@router.get("/{run_id}", response_model=RunOut, responses=NOT_FOUND, summary="Get a run")
 def get_run(run_id: UUID, authority: AuthorityDep, principal: PrincipalDep) -> Response:
     require(principal, RUNS_READ)
     record = authority.kernel(str(run_id), caller=caller(principal)).load()

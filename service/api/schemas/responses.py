@@ -131,6 +131,36 @@ class ErrorOut(BaseModel):
     detail: str
     current_phase: RunPhase | None = None
     requested_phase: RunPhase | None = None
+    code: str | None = Field(
+        default=None,
+        description="Set by the gates in front of the routes, naming the refusal: "
+        "`too_large`, `rate_limited`, `idempotency_in_progress`.",
+    )
+
+
+class FieldErrorOut(BaseModel):
+    loc: list[str | int] = Field(
+        description="Where: `body`, `path`, `query` or `header`, then the field's path."
+    )
+    msg: str
+    type: str
+
+
+class InvalidOut(BaseModel):
+    """422, in one of two shapes: the request did not validate (a list naming each
+    field), or the service refused what it asked for (one sentence)."""
+
+    detail: list[FieldErrorOut] | str = Field(
+        description="A list naming each field that failed validation (or the body that "
+        "could not be read as JSON), or one sentence when the request validated but "
+        "cannot be done (a value no database keeps as sent, a limit such as "
+        "ROK_MAX_ACKS_PER_RUN, a reused or malformed Idempotency-Key)."
+    )
+    code: str | None = Field(
+        default=None,
+        description="Set by the gates in front of the routes, naming the refusal: "
+        "`invalid_request`, `idempotency_key_reused`.",
+    )
 
 
 class HealthOut(BaseModel):

@@ -1,0 +1,1 @@
+"""Contract tests: the committed OpenAPI contract, fuzzed against the live app."""
