@@ -36,13 +36,14 @@ class Database:
         return self.dialect.name == "postgresql"
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction, committed when the block ends without an error."""
-        if self._write_lock is None:
-            with self.engine.begin() as conn:
-                yield conn
-            return
-        with self._write_lock, self.engine.begin() as conn:
+    def write(self, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction, committed when the block ends without an error.
+
+        `durable=False` commits without waiting for the disk (Dialect.write_transaction):
+        only for bookkeeping whose loss costs a retry, never for a run's record.
+        """
+        lock = self._write_lock or contextlib.nullcontext()
+        with lock, self.engine.connect() as conn, self.dialect.write_transaction(conn, durable):
             yield conn
 
     @contextlib.contextmanager

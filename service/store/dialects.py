@@ -12,6 +12,7 @@ asks the run's `Dialect` for the few things that cannot be the same:
 | wake other replicas | none (one process writes)       | pg_notify, delivered on commit  |
 | elect one sweeper   | always elected (one process)    | advisory lock per schema        |
 | serialise migrations| BEGIN IMMEDIATE                 | advisory lock per schema        |
+| a lighter commit    | synchronous=NORMAL for one      | SET LOCAL synchronous_commit off|
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ class Dialect(Protocol):
 
     def lock_migrations(self, conn: Connection) -> None:
         """Make `conn` the only migrator of this database until it closes."""
+
+    def write_transaction(
+        self, conn: Connection, durable: bool
+    ) -> contextlib.AbstractContextManager[None]:
+        """One write transaction on `conn`, committed when the block ends without an error.
+
+        `durable=False` commits without waiting for the disk: for bookkeeping whose
+        loss costs a retry, never a run's record. Such a commit survives a crash of
+        the process and reaches the disk with the next durable commit; only a power
+        loss in between can forget it.
+        """
 
 
 class SqliteDialect:
@@ -113,6 +125,23 @@ class SqliteDialect:
 
     def lock_migrations(self, conn: Connection) -> None:
         return None  # the migration's BEGIN IMMEDIATE makes a second migrator wait
+
+    @contextlib.contextmanager
+    def write_transaction(self, conn: Connection, durable: bool) -> Iterator[None]:
+        if durable:
+            with conn.begin():
+                yield
+            return
+        # synchronous is per connection and cannot change inside a transaction:
+        # set it on the driver's connection (no implicit BEGIN) around this one
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA synchronous=NORMAL")  # WAL: on disk with the next FULL commit
+        try:
+            with conn.begin():
+                yield
+        finally:
+            raw.execute("PRAGMA synchronous=FULL")
 
 
 class PostgresDialect:
@@ -169,6 +198,13 @@ class PostgresDialect:
         )
         # Alembic must find the connection outside a transaction to run its own.
         conn.commit()
+
+    @contextlib.contextmanager
+    def write_transaction(self, conn: Connection, durable: bool) -> Iterator[None]:
+        with conn.begin():
+            if not durable:
+                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))  # this one only
+            yield
 
 
 def dialect_for(url: str) -> Dialect:

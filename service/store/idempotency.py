@@ -93,6 +93,16 @@ Begun = Held | Answered | Refusal
 
 
 class IdempotencyStore:
+    """The remembered answers, written with lighter commits (Database.write(durable=False)).
+
+    A move's own commit is durable, and it flushes the key taken just before it;
+    the answer stored just after reaches the disk with the next durable commit.
+    Only a power loss in that instant can forget an answer, and then the key
+    looks abandoned (stale) and a retry runs again: the kernel refuses a move made
+    twice (409). Waiting for the disk three times per POST instead of once cost
+    more than a lost answer ever would.
+    """
+
     def __init__(self, db: Database, ttl_s: int) -> None:
         self.db = db
         self.ttl = timedelta(seconds=ttl_s)
@@ -105,7 +115,7 @@ class IdempotencyStore:
         dead = {"expired": now - self.ttl, "stale": now - timedelta(seconds=STALE_S)}
         for _ in range(3):  # lost to a holder that gave up (5xx, stale) between two reads
             try:
-                with self.db.write() as conn:
+                with self.db.write(durable=False) as conn:
                     conn.execute(_DELETE_DEAD, {**this, **dead})
                     conn.execute(
                         _INSERT,
@@ -136,7 +146,7 @@ class IdempotencyStore:
 
     def finish(self, held: Held, status_code: int, content_type: str | None, body: bytes) -> bool:
         """Store the answer of the request that holds the key; False if it lost the key."""
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             result = conn.execute(
                 _FINISH,
                 {
@@ -150,12 +160,12 @@ class IdempotencyStore:
 
     def abandon(self, held: Held) -> None:
         """Forget the key (its request failed with a 5xx): a retry with it runs again."""
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             conn.execute(_ABANDON, _held(held))
 
     def touch(self, held: Held, now: datetime) -> Held | None:
         """Show the request still runs (it is not stale); None if it lost the key."""
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             result = conn.execute(_TOUCH, {**_held(held), "created_at": now})
         return Held(held.principal, held.key, now) if result.rowcount == 1 else None
 
@@ -179,7 +189,7 @@ class IdempotencyStore:
         if not self._purging.acquire(blocking=False):
             return 0
         try:
-            with self.db.write() as conn:
+            with self.db.write(durable=False) as conn:
                 deleted = conn.execute(_PURGE, {"expired": now - self.ttl}).rowcount
             backlog = deleted >= PURGE_BATCH
             self._next_purge = now if backlog else now + timedelta(seconds=PURGE_EVERY_S)
