@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -97,12 +98,18 @@ def create_app(
         app.include_router(router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"], summary="Liveness")
-    async def healthz(authority: AuthorityDep) -> dict[str, str]:
+    async def healthz(authority: AuthorityDep) -> dict[str, Any]:
         def ping() -> None:
             with authority.database.read() as conn:
                 conn.execute(text("SELECT 1"))
 
         await run_in_threadpool(ping)
-        return {"status": "ok", "database": authority.database.dialect.name}
+        # rok_enabled: a pool with ROK_ENABLED=false refuses to start against a
+        # service that governs (WorkerPool.serve), instead of failing every run
+        return {
+            "status": "ok",
+            "database": authority.database.dialect.name,
+            "rok_enabled": authority.settings.rok_enabled,
+        }
 
     return app

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from service.model.audit import DomainAck, ReconciliationResult, expectation_status
 from service.store.records import RunRecord
+from service.store.summaries import RunSummary
 
 INCIDENTS_DOMAIN = "incidents"
 
@@ -59,11 +60,13 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
     row = record.row
     timely = {a.pair for a in record.acks if not a.late}
     governance = None
-    if row.governance_recorded and row.governance_checked_at is not None:
+    verdict = row.governance_reconciliation
+    if row.governance_recorded and row.governance_checked_at is not None and verdict is not None:
         governance = {
             "passed": row.governance_passed,
             "checked_at": row.governance_checked_at,
-            "reconciliation": row.governance_reconciliation,
+            # as recorded; a verdict stored before `pending` existed shows it empty
+            "reconciliation": reconciliation_json(ReconciliationResult.from_dict(verdict)),
         }
     return {
         "id": row.id,
@@ -121,4 +124,19 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
             if a.domain == INCIDENTS_DOMAIN and a.result_id is not None
         ],
         "reconciliation": reconciliation_json(record.reconciliation(now)),
+    }
+
+
+def run_summary_json(summary: RunSummary, now: datetime) -> dict[str, Any]:
+    """A run in a list (RunSummaryOut): no input, history, contract or acks."""
+    return {
+        "id": summary.id,
+        "tenant_id": summary.tenant_id,
+        "handler": summary.handler,
+        "phase": summary.phase,
+        "attempt": summary.attempt,
+        "created_at": summary.created_at,
+        "updated_at": summary.updated_at,
+        "error": summary.error,
+        "reconciliation_status": summary.reconciliation_status(now),
     }

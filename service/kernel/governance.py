@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from service.errors import GovernanceCheckError, PhaseTransitionError
 from service.kernel.spec import GovernanceOutcome
-from service.model.audit import reconcile
+from service.model.audit import ReconciliationResult, reconcile
 from service.model.phases import RunPhase
 from service.store.runs import RunStore
 from service.store.signals import ack_key
@@ -31,11 +31,19 @@ def judge(
     *Passed* means nothing missing and no failed ack (drift is reported, not
     blocking). Returns the outcome and, for a strict check that did not pass,
     the error that fails the run (carrying the outcome).
+
+    The verdict is recorded once and never changes: on a run whose verdict is
+    recorded, a check answers that verdict (the same passed and
+    reconciliation) and writes nothing; acks that came since are late.
     """
-    now = tx.now
-    result = reconcile(tx.expectations(), tx.acks(), now, check_ended=True)
-    passed = not result.missing and not result.failed
-    tx.record_governance(passed, result.to_dict())
+    recorded = tx.row.governance_reconciliation
+    if tx.row.governance_recorded and recorded is not None:
+        result = ReconciliationResult.from_dict(recorded)
+        passed = bool(tx.row.governance_passed)
+    else:
+        result = reconcile(tx.expectations(), tx.acks(), tx.now, check_ended=True)
+        passed = not result.missing and not result.failed
+        tx.record_governance(passed, result.to_dict())
     outcome = GovernanceOutcome(passed, result)
     if require_all_acks and not passed:
         error = GovernanceCheckError(tx.row.id, result.missing, result.failed)

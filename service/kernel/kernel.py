@@ -295,13 +295,11 @@ class RunOrchestrationKernel:
             return attempt
 
     def record_ungoverned_outcome(self, success: bool, error: str | None = None) -> RunPhase:
-        """ROK_ENABLED=false: the seed's bare status update, in one transaction."""
+        """ROK_ENABLED=false: the seed's bare status update, in one transaction.
+
+        Refused by a service that governs (ROK_ENABLED=true): see walk_ungoverned."""
         with self._move() as tx:
-            if tx.row.is_terminal:
-                raise PhaseTransitionError(
-                    self.run_id, tx.row.phase, RunPhase.COMPLETED, f"{tx.row.phase} is terminal"
-                )
-            walk_ungoverned(tx, success, error)
+            walk_ungoverned(tx, success, error, governed=self._settings.rok_enabled)
             return tx.row.phase
 
     # -- acks -----------------------------------------------------------------
@@ -314,21 +312,22 @@ class RunOrchestrationKernel:
         error: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> DomainAck:
-        """Record a domain's ack; on a terminal run it is kept as drift, nothing else changes."""
+        """Record a domain's ack; after the verdict or the end it is late: drift, nothing else."""
         return self.ack_many([AckSpec(domain, action, result_id, error, details)])[0]
 
     def ack_many(self, batch: Sequence[AckSpec]) -> list[DomainAck]:
         """Record several acks in one transaction: all of them, in order, or none.
 
-        Each is judged as `ack` judges it (a duplicate is drift, on a terminal
-        run each is late); one commit instead of one per ack is what a domain
+        Each is judged as `ack` judges it (a duplicate is drift; once the governance
+        verdict is recorded or the run ended each is late, for the verdict never
+        changes); one commit instead of one per ack is what a domain
         reporting several actions at once saves.
         """
         check_batch(batch)
         with self._store.transaction(self.run_id, self._clock, self._caller.actor) as tx:
             self._check_tenant(tx.row.tenant_id)
             check_ack_room(tx.ack_count(), len(batch), self._settings.max_acks_per_run)
-            late = tx.row.is_terminal
+            late = tx.row.is_terminal or tx.row.governance_recorded
             return [
                 tx.add_ack(s.domain, s.action, s.result_id, s.error, late=late, details=s.details)
                 for s in batch

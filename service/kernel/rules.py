@@ -102,16 +102,40 @@ def open_stale_incident(tx: RunTransaction, why: str) -> dict[str, Any]:
     return {"incident_id": incident_id}
 
 
-def walk_ungoverned(tx: RunTransaction, success: bool, error: str | None) -> None:
+def walk_ungoverned(tx: RunTransaction, success: bool, error: str | None, governed: bool) -> None:
     """ROK_ENABLED=false: walk the table to COMPLETED (or straight to FAILED) in `tx`.
 
     The history stays a legal path, but no governance check is recorded: the
     run's reconciliation honestly reports the evidence it never received.
+    Governance cannot be skipped by asking: a service that governs
+    (`governed`, its own ROK_ENABLED=true) refuses the walk, and no service
+    turns an execution recorded as failed into a success.
     """
+    row, target = tx.row, RunPhase.COMPLETED if success else RunPhase.FAILED
+    if governed:
+        raise PhaseTransitionError(
+            row.id,
+            row.phase,
+            target,
+            "this service runs with ROK_ENABLED=true and governs every run; an ungoverned "
+            "outcome is accepted only by a service started with ROK_ENABLED=false. Drive "
+            "the run through authorize, begin-execution, execution-complete, "
+            "governance-check and finalize",
+        )
+    if row.is_terminal:
+        raise PhaseTransitionError(row.id, row.phase, target, f"{row.phase} is terminal")
+    if success and row.execution_success is False:
+        raise PhaseTransitionError(
+            row.id,
+            row.phase,
+            target,
+            "its execution was recorded as failed; an ungoverned outcome cannot turn it "
+            "into a success (send success=false)",
+        )
     reason = "ungoverned (ROK_ENABLED=false)"
     started = clock_start(tx)
     if not success:
-        why = error or "execution failed"
+        why = error or row.error or "execution failed"
         terminate(tx, RunPhase.FAILED, f"{reason}: {why}", why, {}, started)
         return
     path = [RunPhase.AUTHORIZED, RunPhase.EXECUTING, RunPhase.GOVERNANCE_CHECK, RunPhase.FINALIZING]

@@ -38,8 +38,13 @@ class ExpectationStatus(enum.StrEnum):
 
 class ReconciliationStatus(enum.StrEnum):
     COMPLETE = "COMPLETE"
+    """Every expectation acked once, in time, without an error; nothing unexpected."""
+    PENDING = "PENDING"
+    """Nothing wrong yet, but a domain's evidence has not arrived (the run is unchecked)."""
     INCOMPLETE = "INCOMPLETE"
+    """Something missing, failed, invalid or unexpected (drift)."""
     STALE = "STALE"
+    """finalize_run was not acked by its deadline."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,8 @@ class DomainAck:
     error: str | None
     at: datetime
     late: bool = False
-    """Arrived after the run was terminal: kept as drift, never counted as evidence."""
+    """Arrived after the governance verdict was recorded or the run ended: kept as
+    drift, never counted as evidence (the recorded verdict never changes)."""
     details: dict[str, Any] | None = None
     """What the domain recorded: an incident, a policy evaluation, a trace summary."""
     actor: str | None = None
@@ -98,6 +104,7 @@ class ReconciliationResult:
             "invalid": [list(p) for p in self.invalid],
             "failed": [list(p) for p in self.failed],
             "stale": self.stale,
+            "pending": [list(p) for p in self.pending],
         }
 
     @classmethod
@@ -114,6 +121,7 @@ class ReconciliationResult:
             invalid=pairs("invalid"),
             failed=pairs("failed"),
             stale=bool(data.get("stale", False)),
+            pending=pairs("pending"),  # absent from verdicts recorded before it existed
         )
 
 
@@ -174,11 +182,17 @@ def reconcile(
       is terminal, or the deadline passed (see `expectation_status`); until
       then such an expectation is *pending*.
     - drift: acked but never expected, every second ack of one pair, and every
-      ack that arrived after the run was terminal.
+      late ack (after the governance verdict was recorded or the run ended).
     - stale: finalize_run expected and not acked by its deadline (acked late
       or not at all).
     - invalid: an expectation with no deadline_ms.
     - failed: acks that carry an error.
+    - pending: expected, not acked, neither missing nor past its deadline.
+
+    Status: STALE, else INCOMPLETE if any list above is non-empty (pending
+    aside), else PENDING while a domain expectation is pending (finalize_run
+    awaiting the end of the run does not count), else COMPLETE: a run whose
+    evidence has not arrived is never reported COMPLETE.
     """
     expectations = list(expectations)
     acks = list(acks)
@@ -208,6 +222,8 @@ def reconcile(
         status = ReconciliationStatus.STALE
     elif missing or drift or invalid or failed:
         status = ReconciliationStatus.INCOMPLETE
+    elif any(pair != FINALIZE_RUN for pair in pending):
+        status = ReconciliationStatus.PENDING
     else:
         status = ReconciliationStatus.COMPLETE
     return ReconciliationResult(

@@ -6,8 +6,15 @@ Guarantees:
   lets concurrent claimers pass over a row another claimer holds instead of
   queueing behind it (and never both taking it); on SQLite `BEGIN IMMEDIATE`
   makes the whole claim one writer at a time, across processes too.
-- A heartbeat extends a lease only for the worker holding the current token
-  and only before it expired: one guarded UPDATE, zero rows means 409.
+- A claim_id leases at most one run, however many copies of the claim race:
+  ix_runs_lease_claim is unique on (worker, claim_id), so on PostgreSQL every
+  copy but the first fails its UPDATE, rolls back, and answers the lease the
+  first one took (on SQLite the copies run one at a time and the later ones
+  find it before they look for a run).
+- A heartbeat extends a lease only for the worker holding the current token,
+  sent with it, and only before it expired: one guarded UPDATE, zero rows
+  means 409. The token never appears anywhere but in the claim's answer and
+  the heartbeat answers to its holder.
 - Every claim issues a fresh token, so a worker presumed dead cannot act
   with its old one (the kernel compares tokens on every lifecycle move).
 """
@@ -19,9 +26,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import Connection, Select, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
 
-from service.errors import LeaseLost, RunNotFound
+from service.errors import InvalidRequest, LeaseLost, RunNotFound
 from service.store.records import Lease, RunRecord
 from service.store.rows import load_record
 from service.store.runs import RunStore
@@ -46,21 +54,49 @@ class LeaseStore:
         """Lease the waiting run with the highest priority (then oldest) to `worker_id`.
 
         With a `claim_id`, a claim sent again (its answer lost on the way)
-        returns the live lease that claim already took instead of a second run.
+        returns the live lease that claim already took instead of a second run,
+        and so do copies of it sent at once: at most one run is leased.
         """
+        if claim_id is None:
+            return self._claim_once(worker_id, lease_ms, handlers, now, None, tenant_id)
+        for _ in range(CLAIM_TRIES):
+            try:
+                return self._claim_once(worker_id, lease_ms, handlers, now, claim_id, tenant_id)
+            except IntegrityError:
+                # ix_runs_lease_claim: (worker, claim_id) already marks a lease. The
+                # transaction rolled back, leasing nothing; the mark is a copy of this
+                # claim that won the race (answer its lease), or an expired lease the
+                # sweeper has not taken back yet (it is never replayed: free the mark)
+                with self.db.write() as conn:
+                    taken = _claimed(conn, worker_id, claim_id, tenant_id, now)
+                    if taken is not None:
+                        return taken
+                    conn.execute(
+                        _FREE_EXPIRED_CLAIM,
+                        {"worker_id": worker_id, "claim_id": claim_id, "now": now},
+                    )
+        raise InvalidRequest(
+            f"claim_id {claim_id!r} of worker {worker_id} is held by another live lease; "
+            "send a fresh claim_id with each new claim"
+        )
+
+    def _claim_once(
+        self,
+        worker_id: str,
+        lease_ms: int,
+        handlers: Sequence[str] | None,
+        now: datetime,
+        claim_id: str | None,
+        tenant_id: str | None,
+    ) -> tuple[RunRecord, Lease] | None:
+        """One claim transaction; IntegrityError when `claim_id` already marks a lease."""
         query = self.db.dialect.skip_locked(claim_query(handlers, tenant_id))
         lease = Lease(worker_id, secrets.token_hex(16), now + timedelta(milliseconds=lease_ms))
         with self.db.write() as conn:
             if claim_id is not None:
-                claimed = _SELECT_CLAIMED
-                if tenant_id is not None:  # the same worker and claim ids in another tenant
-                    claimed = claimed.where(runs.c.tenant_id == tenant_id)
-                taken = conn.execute(
-                    claimed, {"worker_id": worker_id, "claim_id": claim_id, "now": now}
-                ).first()
+                taken = _claimed(conn, worker_id, claim_id, tenant_id, now)
                 if taken is not None:
-                    held = Lease(worker_id, taken.lease_token, taken.lease_expires_at)
-                    return load_record(conn, taken.id), held
+                    return taken
             run_id = conn.execute(query).scalar()
             if run_id is None:
                 return None
@@ -88,7 +124,8 @@ class LeaseStore:
         now: datetime,
         tenant_id: str | None = None,
     ) -> Lease:
-        """Extend the caller's lease; LeaseLost unless it holds the current, live lease.
+        """Extend the caller's lease; LeaseLost unless it sends the current token of a
+        live lease it holds (no token, no heartbeat: the worker id alone proves nothing).
 
         With `tenant_id`, a run of another tenant does not exist (RunNotFound),
         whatever its lease: a 409 would tell that tenant's caller it exists.
@@ -98,19 +135,20 @@ class LeaseStore:
             runs.c.id == run_id,
             runs.c.lease_worker_id == worker_id,
             runs.c.lease_expires_at > now,
+            runs.c.lease_token == token,
         ]
-        if token is not None:
-            guard.append(runs.c.lease_token == token)
         if tenant_id is not None:
             guard.append(runs.c.tenant_id == tenant_id)
         with self.db.write() as conn:
-            result = conn.execute(
-                update(runs)
-                .where(*guard)
-                .values(lease_expires_at=expires_at)
-                .returning(runs.c.lease_token)
-            )
-            renewed = result.scalar()
+            renewed = None
+            if token is not None:
+                result = conn.execute(
+                    update(runs)
+                    .where(*guard)
+                    .values(lease_expires_at=expires_at)
+                    .returning(runs.c.lease_token)
+                )
+                renewed = result.scalar()
             if renewed is None:
                 current = conn.execute(
                     select(runs.c.lease_worker_id, runs.c.lease_token, runs.c.tenant_id).where(
@@ -127,6 +165,25 @@ class LeaseStore:
         self.runs.signals.notify(CLAIMABLE)
 
 
+CLAIM_TRIES = 3
+"""Tries of one claim_id: a lost race is answered by the second; a third frees an expired mark."""
+
+
+def _claimed(
+    conn: Connection, worker_id: str, claim_id: str, tenant_id: str | None, now: datetime
+) -> tuple[RunRecord, Lease] | None:
+    """The run and live lease `claim_id` already took, if any."""
+    claimed = _SELECT_CLAIMED
+    if tenant_id is not None:  # the same worker and claim ids in another tenant
+        claimed = claimed.where(runs.c.tenant_id == tenant_id)
+    taken = conn.execute(
+        claimed, {"worker_id": worker_id, "claim_id": claim_id, "now": now}
+    ).first()
+    if taken is None:
+        return None
+    return load_record(conn, taken.id), Lease(worker_id, taken.lease_token, taken.lease_expires_at)
+
+
 # The run a claim took, while its lease lives (reads ix_runs_lease_claim).
 _SELECT_CLAIMED = select(runs.c.id, runs.c.lease_token, runs.c.lease_expires_at).where(
     runs.c.lease_worker_id == bindparam("worker_id"),
@@ -134,6 +191,17 @@ _SELECT_CLAIMED = select(runs.c.id, runs.c.lease_token, runs.c.lease_expires_at)
     runs.c.lease_claim_id.is_not(None),
     runs.c.lease_token.is_not(None),
     runs.c.lease_expires_at > bindparam("now"),
+)
+# An expired lease keeps its claim_id until the sweeper takes the run back; it is
+# never replayed, so a new claim under that id frees the mark (the lease stays).
+_FREE_EXPIRED_CLAIM = (
+    update(runs)
+    .where(
+        runs.c.lease_worker_id == bindparam("worker_id"),
+        runs.c.lease_claim_id == bindparam("claim_id"),
+        runs.c.lease_expires_at <= bindparam("now"),
+    )
+    .values(lease_claim_id=None)
 )
 
 
@@ -158,6 +226,8 @@ def _why_refused(
         return "the run holds no lease (it was finished, failed or released)"
     if holder != worker_id:
         return f"the run is leased to worker {holder}, not {worker_id}"
-    if token is not None and token != current_token:
+    if token is None:
+        return "a heartbeat needs the lease's token: send it as lease_token or X-Lease-Token"
+    if token != current_token:
         return "the token is not the run's current lease"
     return "the lease expired"

@@ -99,7 +99,9 @@ _SELECT_EXPECTATIONS = (
 )
 _SELECT_ACKS = select(acks).where(acks.c.run_id == _RUN_ID).order_by(acks.c.id)
 # what a waiting governance check reads, each time it is woken
-SELECT_PHASE_AND_TENANT = select(runs.c.phase, runs.c.tenant_id).where(runs.c.id == _RUN_ID)
+SELECT_PHASE_AND_TENANT = select(runs.c.phase, runs.c.tenant_id, runs.c.governance_passed).where(
+    runs.c.id == _RUN_ID
+)
 SELECT_DOMAIN_EXPECTATIONS = select(expectations.c.domain, expectations.c.action).where(
     expectations.c.run_id == _RUN_ID, expectations.c.domain != ORCHESTRATOR_DOMAIN
 )

@@ -155,6 +155,8 @@ class RunStore:
             if run is None or tenant_id not in (None, run.tenant_id):
                 raise RunNotFound(run_id)
             phase = run.phase
+            if run.governance_passed is not None:  # the verdict is recorded: it never changes
+                return RunPhase(phase), []
             expected = conn.execute(SELECT_DOMAIN_EXPECTATIONS, params).all()
             acked = conn.execute(SELECT_TIMELY_ACKS, params).all()
         done = {(a.domain, a.action) for a in acked}

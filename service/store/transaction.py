@@ -75,11 +75,17 @@ class RunTransaction:
         """Move the run to `to_phase` (if the table allows it) and append the history entry.
 
         PhaseTransitionError, and nothing written, for a move VALID_TRANSITIONS forbids.
+        A run moved while no worker leases it is driven by hand: the same UPDATE
+        takes it off the claim queue, so no claimer can take it from its driver
+        (only record_attempt, for a leased run whose worker was lost, puts a run back).
         """
         row = self.row
         check_transition(row.id, row.phase, to_phase)
         entry = PhaseTransition(row.phase, to_phase, self.now, reason, dict(details or {}))
-        self._write_move(entry, row.attempt, {"phase": to_phase.value, **changes.values()})
+        values = {"phase": to_phase.value, **changes.values()}
+        if row.lease is None:
+            values.setdefault("available", False)
+        self._write_move(entry, row.attempt, values)
         return entry
 
     def record_attempt(self, attempt: int, reason: str) -> PhaseTransition:

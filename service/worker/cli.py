@@ -21,6 +21,7 @@ from typing import Any
 
 from service.worker.hooks import Domain
 from service.worker.pool import WorkerPool
+from service.worker.startup import GovernedServiceError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -76,7 +77,11 @@ def run_worker_command(args: argparse.Namespace) -> int:
     except AppError as exc:
         print(f"rok worker: {exc}", file=sys.stderr)
         return 2
-    pool.run()
+    try:
+        pool.run()
+    except GovernedServiceError as exc:  # ROK_ENABLED=false against a governing service
+        print(f"rok worker: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

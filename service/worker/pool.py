@@ -42,6 +42,7 @@ from service.worker.execution import Handler
 from service.worker.hooks import Domain
 from service.worker.outcome import WorkerShuttingDown
 from service.worker.results import RunResult
+from service.worker.startup import refuse_a_governing_service
 
 log = logging.getLogger("rok.worker")
 
@@ -191,6 +192,8 @@ class WorkerPool:
         async with RokClient(
             self.url, max_connections=connections, api_key=self.api_key, transport=self.transport
         ) as client:
+            if not self.settings.rok_enabled:  # GovernedServiceError against one that governs
+                await refuse_a_governing_service(client, self.url, self._stopping)
             self._free_slots = asyncio.Semaphore(self.concurrency)
             self._claimer = asyncio.create_task(self._claim_loop(client), name="rok-claimer")
             await self._stopping.wait()

@@ -100,7 +100,8 @@ class RunsApi:
         ).json()
         return result
 
-    def all_runs(self, **query: Any) -> builtins.list[dict[str, Any]]:
+    def all_summaries(self, **query: Any) -> builtins.list[dict[str, Any]]:
+        """Every run as GET /runs lists it (a summary), newest first."""
         items: builtins.list[dict[str, Any]] = []
         cursor = None
         while True:
@@ -110,8 +111,12 @@ class RunsApi:
             if cursor is None:
                 return items
 
+    def all_runs(self, **query: Any) -> builtins.list[dict[str, Any]]:
+        """Every run whole (GET /runs/{id}), in the list's order."""
+        return [self.get(summary["id"]) for summary in self.all_summaries(**query)]
+
     def total(self) -> int:
-        return len(self.all_runs())
+        return len(self.all_summaries())
 
     def authorize(self, run_id: str, decision: str = "GRANTED", **extra: Any) -> dict[str, Any]:
         return self.move(run_id, "authorize", {"decision": decision, **extra})

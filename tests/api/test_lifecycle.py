@@ -30,7 +30,10 @@ EMPTY_RECONCILIATION = {
     "invalid": [],
     "failed": [],
     "stale": False,
+    "pending": [],
 }
+# all in, the run not ended yet: finalize_run waits for the end, which is no gap
+AWAITING_THE_END = {**EMPTY_RECONCILIATION, "pending": [list(FINALIZE_RUN)]}
 
 
 def statuses(run: dict[str, Any]) -> dict[tuple[str, str], str]:
@@ -64,7 +67,12 @@ def test_full_lifecycle_field_by_field(api: RunsApi) -> None:
          "status": "PENDING"}
         for d, a in DEFAULT_PAIRS
     ]  # fmt: skip
-    assert created["reconciliation"] == EMPTY_RECONCILIATION
+    # nothing acked yet: PENDING, never COMPLETE (DESIGN section 2)
+    assert created["reconciliation"] == {
+        **EMPTY_RECONCILIATION,
+        "status": "PENDING",
+        "pending": sorted([list(p) for p in DEFAULT_PAIRS]),
+    }
     assert api.get(run_id) == created
 
     # authorize: the audit clock starts, every deadline = that moment + deadline_ms
@@ -111,12 +119,12 @@ def test_full_lifecycle_field_by_field(api: RunsApi) -> None:
     assert [{k: a[k] for k in recorded[0]} for a in acked["acks"]] == recorded
     assert statuses(acked) == {**dict.fromkeys(DOMAIN_PAIRS, "ACKED"), FINALIZE_RUN: "PENDING"}
     # finalize_run is pending during governance, never missing
-    assert acked["reconciliation"] == EMPTY_RECONCILIATION
+    assert acked["reconciliation"] == AWAITING_THE_END
 
     check = api.governance_check(run_id, timeout_ms=1000, require_all_acks=True)
     assert set(check) == {"passed", "reconciliation", "run"}
     assert check["passed"] is True
-    assert check["reconciliation"] == EMPTY_RECONCILIATION
+    assert check["reconciliation"] == AWAITING_THE_END
     assert check["run"]["phase"] == "GOVERNANCE_CHECK"
     assert check["run"]["governance"]["passed"] is True
     assert check["run"]["history"] == checking["history"]
@@ -214,7 +222,7 @@ def test_custom_expectations_replace_the_four_defaults(api: RunsApi) -> None:
     api.ack(run_id, "logs", "start_trace")
     check = api.governance_check(run_id, timeout_ms=5000, require_all_acks=True)
     assert check["passed"] is True
-    assert check["reconciliation"] == EMPTY_RECONCILIATION
+    assert check["reconciliation"] == AWAITING_THE_END
     done = api.finalize(run_id)
     assert done["phase"] == "COMPLETED"
     assert done["reconciliation"] == EMPTY_RECONCILIATION
@@ -355,7 +363,7 @@ def test_governance_check_waits_for_acks_that_arrive_later(server: ServerProcess
             last = api.ack(run_id, *DOMAIN_PAIRS[-1])
             check_result = check.answer(45)
         assert check_result["passed"] is True
-        assert check_result["reconciliation"] == EMPTY_RECONCILIATION
+        assert check_result["reconciliation"] == AWAITING_THE_END
         run = check_result["run"]
         assert run["phase"] == "GOVERNANCE_CHECK"
         assert parse_time(run["governance"]["checked_at"]) >= parse_time(last["at"])
@@ -445,6 +453,7 @@ def test_reconciliation_endpoint_reports_now(api: RunsApi) -> None:
         "invalid": [],
         "failed": [["policies", "evaluate_policy"]],
         "stale": False,
+        "pending": [["logs", "complete_trace"], ["logs", "start_trace"], list(FINALIZE_RUN)],
     }
     assert api.get(run_id)["reconciliation"] == reconciliation
 

@@ -9,7 +9,8 @@ touched run is read back and held to DESIGN.md section 8:
 1. its history is a path through VALID_TRANSITIONS from CREATED, and it is
    exactly the path the model predicts; the phase is its last entry;
 2. once terminal it never changes again (late acks aside) and it has exactly
-   one finalize_run ack;
+   one finalize_run ack; a recorded governance verdict never changes, and acks
+   after it are late;
 5. a refused request leaves the run as it was (time-dependent views aside).
 
 SQLite only, and bounded, so it stays a few seconds.
@@ -74,6 +75,8 @@ class RunModel:
     contract: list[tuple[str, str]]
     phase: RunPhase = RunPhase.CREATED
     checked: bool = False
+    verdict: bool | None = None
+    """`passed` as the first check recorded it: it never changes."""
     execution_success: bool | None = None
     history: list[tuple[str, str]] = field(default_factory=list)
     timely_acks: list[tuple[str, str, bool]] = field(default_factory=list)  # (d, a, error?)
@@ -230,8 +233,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         if pair[0] == "orchestrator":
             self.settle(model, response, 422)
             return
-        assert response.json()["late"] is model.terminal
-        if not model.terminal:
+        # late once the verdict is recorded or the run ended: drift, never evidence
+        late = model.terminal or model.checked
+        assert response.json()["late"] is late
+        if not late:
             model.timely_acks.append((*pair, error is not None))
         model.acks += 1
         self.settle(model, response, 201)
@@ -246,9 +251,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         if model.phase is not RunPhase.GOVERNANCE_CHECK:
             self.settle(model, response, 409)
             return
-        passed = model.check_passes()
+        passed = model.check_passes() if model.verdict is None else model.verdict
         assert response.json()["passed"] is passed, (model, response.json())
-        model.checked = True
+        model.checked, model.verdict = True, passed
         if strict and not passed:
             model.move(RunPhase.FAILED)
             model.acks += 1  # finalize_run

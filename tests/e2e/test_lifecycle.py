@@ -18,6 +18,7 @@ from tests.e2e.harness import (
     fast_pool,
     phases,
     reference,
+    rok_service,
 )
 
 
@@ -279,14 +280,20 @@ def test_a_run_failed_from_outside_stops_its_handler_and_the_pool_moves_on(
     assert len(lost) == 1 and lost[0].lost
 
 
-def test_rok_disabled_runs_handlers_with_one_status_update(rok: RokService, api: Api) -> None:
+def test_rok_disabled_runs_handlers_with_one_status_update(migrated_url: str) -> None:
     def explode(ctx: RunContext) -> None:
         raise RuntimeError("nope")
 
-    good, bad = api.create("fine"), api.create("explode")
-    handlers = {"fine": lambda ctx: "ok", "explode": explode}
-    fast_pool(rok.url, handlers, rok_enabled=False).run_until(2, timeout_s=30)
+    # only a service started with ROK_ENABLED=false takes ungoverned outcomes
+    with rok_service(migrated_url, {"ROK_ENABLED": "false"}) as rok:
+        api = rok.api
+        good, bad = api.create("fine"), api.create("explode")
+        handlers = {"fine": lambda ctx: "ok", "explode": explode}
+        fast_pool(rok.url, handlers, rok_enabled=False).run_until(2, timeout_s=30)
+        _check_ungoverned(api, good, bad)
 
+
+def _check_ungoverned(api: Api, good: str, bad: str) -> None:
     run = api.get(good)
     assert run["phase"] == "COMPLETED" and run["governance"] is None
     assert {entry["reason"] for entry in run["history"]} == {"ungoverned (ROK_ENABLED=false)"}

@@ -71,7 +71,7 @@ def test_unacked_expectation_is_pending_before_a_check_ended() -> None:
     result = reconcile(contract(INCIDENT), [], BEFORE)
     assert result.missing == []
     assert result.pending == [INCIDENT]
-    assert result.status is ReconciliationStatus.COMPLETE
+    assert result.status is ReconciliationStatus.PENDING  # evidence not in: never COMPLETE
 
 
 def test_unacked_expectation_is_missing_after_a_check_ended() -> None:
@@ -104,7 +104,7 @@ def test_clock_not_started_is_never_missing_by_deadline() -> None:
     assert result.missing == []
     assert sorted(result.pending) == sorted([INCIDENT, FINALIZE_RUN])
     assert result.stale is False
-    assert result.status is ReconciliationStatus.COMPLETE
+    assert result.status is ReconciliationStatus.PENDING
 
 
 def test_acked_expectation_is_neither_missing_nor_pending() -> None:
@@ -399,7 +399,13 @@ def test_reconcile_properties(
     assert set(result.invalid) == {e.pair for e in expectations if e.deadline_ms is None}
     assert result.stale == (result.status is ReconciliationStatus.STALE)
     all_empty = not (result.missing or result.drift or result.invalid or result.failed)
-    assert (result.status is ReconciliationStatus.COMPLETE) == (all_empty and not result.stale)
+    domain_pending = [p for p in result.pending if p != FINALIZE_RUN]
+    assert (result.status is ReconciliationStatus.COMPLETE) == (
+        all_empty and not result.stale and not domain_pending
+    )
+    assert (result.status is ReconciliationStatus.PENDING) == (
+        all_empty and not result.stale and bool(domain_pending)
+    )
     if FINALIZE_RUN not in expected:
         assert result.stale is False
     if check_ended and not terminal:

@@ -3,12 +3,14 @@ ROK_ENABLED=false (the ungoverned outcome), and a contract outliving a change of
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from service.errors import PhaseTransitionError
 from service.model.audit import FINALIZE_RUN, ReconciliationStatus
 from service.model.phases import RunPhase
-from tests.support.authorities import open_authority
+from tests.support.authorities import checked_authority, open_authority
 from tests.support.invariants import assert_run_valid, finalize_run_acks
 from tests.support.phases import NON_TERMINAL, OK, E, G, X, Z, moves
 from tests.support.runs import RunFactory
@@ -47,13 +49,21 @@ def test_rac_disabled_ignores_a_declared_contract(rac_off_runs: RunFactory) -> N
 # -- ROK_ENABLED=false: the ungoverned outcome ---------------------------------------
 
 
+@pytest.fixture
+def ungoverned_runs(migrated_url: str) -> Iterator[RunFactory]:
+    """Runs of a service started with ROK_ENABLED=false (the only one that takes the
+    ungoverned outcome: tests/api/test_trust_governance.py)."""
+    with checked_authority(migrated_url, rok_enabled=False) as current:
+        yield RunFactory(current)
+
+
 @pytest.mark.parametrize("success", [True, False])
 @pytest.mark.parametrize("phase", NON_TERMINAL)
 def test_ungoverned_outcome_walks_a_legal_path(
-    runs: RunFactory, phase: RunPhase, success: bool
+    ungoverned_runs: RunFactory, phase: RunPhase, success: bool
 ) -> None:
-    run_id = runs.at(phase)
-    kernel = runs.kernel(run_id)
+    run_id = ungoverned_runs.at(phase)
+    kernel = ungoverned_runs.kernel(run_id)
     before = kernel.load()
     assert kernel.record_ungoverned_outcome(success, None if success else "boom") is (
         OK if success else X

@@ -28,10 +28,16 @@ def race(actions: Sequence[Callable[[], Any]], timeout_s: float = 120) -> list[O
     def run(index: int) -> None:
         try:
             barrier.wait(timeout_s)
-            outcomes[index] = ("ok", actions[index]())
         except BaseException as error:  # surfaced in the test thread
             outcomes[index] = ("error", error)
             barrier.abort()  # no thread waits for one that will never come
+            return
+        # Past the barrier, an action's error must not abort it: a thread released
+        # but not yet awake would see the barrier broken (BrokenBarrierError)
+        try:
+            outcomes[index] = ("ok", actions[index]())
+        except BaseException as error:
+            outcomes[index] = ("error", error)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(actions))]
     for thread in threads:

@@ -70,7 +70,8 @@ async def claim(
     "/{run_id}/heartbeat",
     response_model=LeaseGrantOut,
     responses=ERRORS,
-    summary="Extend the caller's lease (409 once it expired or belongs to someone else)",
+    summary="Extend the caller's lease, given its token (409 without it, with a stale one, "
+    "for another worker, or once it expired)",
 )
 def heartbeat(
     run_id: UUID,

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from service.api.deps import AuthorityDep, PrincipalDep, require, require_tenant
-from service.api.presenters import RokJSONResponse, run_json
+from service.api.presenters import RokJSONResponse, run_json, run_summary_json
 from service.api.routes.common import AUTH, NOT_FOUND, POSTED, caller
 from service.api.schemas import CreateRunIn, ErrorOut, RunOut, RunPageOut, check_storable
 from service.authority import Authority
@@ -17,6 +17,7 @@ from service.kernel import create_rok
 from service.model.phases import RunPhase
 from service.store.keys import RUNS_READ, RUNS_WRITE
 from service.store.runs import RunFilter
+from service.store.summaries import list_summaries
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -67,7 +68,12 @@ def create_run(body: CreateRunIn, authority: AuthorityDep, principal: PrincipalD
     return answer
 
 
-@router.get("", response_model=RunPageOut, responses=AUTH, summary="List runs, newest first")
+@router.get(
+    "",
+    response_model=RunPageOut,
+    responses=AUTH,
+    summary="List runs, newest first, as summaries (GET /runs/{run_id} has the whole run)",
+)
 def list_runs(
     authority: AuthorityDep,
     principal: PrincipalDep,
@@ -85,12 +91,15 @@ def list_runs(
                 raise InvalidRequest(str(exc)) from None
     require(principal, RUNS_READ)
     tenant_id = require_tenant(principal, tenant_id)
-    records, next_cursor = authority.store.list(
-        RunFilter(phase=phase, tenant_id=tenant_id, handler=handler), limit, cursor
+    summaries, next_cursor = list_summaries(
+        authority.database,
+        RunFilter(phase=phase, tenant_id=tenant_id, handler=handler),
+        limit,
+        cursor,
     )
     now = authority.clock()
     return RokJSONResponse(
-        {"items": [run_json(r, now) for r in records], "next_cursor": next_cursor}
+        {"items": [run_summary_json(s, now) for s in summaries], "next_cursor": next_cursor}
     )
 
 

@@ -41,6 +41,7 @@ from service.api.schemas.responses import (
     ReconciliationOut,
     RunOut,
     RunPageOut,
+    RunSummaryOut,
 )
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "ReconciliationOut",
     "RunOut",
     "RunPageOut",
+    "RunSummaryOut",
     "StrictModel",
     "UngovernedOutcomeIn",
     "check_storable",

@@ -169,7 +169,11 @@ class ClaimIn(StrictModel):
     )
     lease_ms: StrictInt = Field(default=30000, ge=1, le=MAX_TIMEOUT_MS)
     handlers: list[str] | None = Field(
-        default=None, max_length=100, description="Only runs of these handlers."
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Only runs of these handlers; omit it (or send null) for runs of any "
+        "handler. An empty list is refused (422): it would match no run.",
     )
     wait_ms: StrictInt = Field(
         default=0,
@@ -181,12 +185,20 @@ class ClaimIn(StrictModel):
 
 class HeartbeatIn(StrictModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"worker_id": "host-1/pid-42"}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"worker_id": "host-1/pid-42", "lease_token": "9f86d081884c7d659a2feaa0c55ad015"}
+            ]
+        },
     )
 
     worker_id: str = Field(min_length=1, max_length=200)
     lease_token: str | None = Field(
-        default=None, max_length=64, description="Or send it in the X-Lease-Token header."
+        default=None,
+        max_length=64,
+        description="The token the claim answered; required, here or in the X-Lease-Token "
+        "header (409 without it).",
     )
     lease_ms: StrictInt = Field(default=30000, ge=1, le=MAX_TIMEOUT_MS)
 

@@ -46,7 +46,11 @@ class AckOut(BaseModel):
     result_id: str | None
     error: str | None
     at: datetime
-    late: bool = Field(description="Arrived after the run was terminal: kept as drift.")
+    late: bool = Field(
+        description="Arrived after the governance verdict was recorded or the run ended: "
+        "kept, listed as drift in the live reconciliation, never counted as evidence "
+        "(the recorded verdict never changes)."
+    )
     details: dict[str, Any] | None = None
     actor: str | None = Field(
         default=None,
@@ -60,12 +64,19 @@ class AckBatchOut(BaseModel):
 
 
 class ReconciliationOut(BaseModel):
-    status: ReconciliationStatus
+    status: ReconciliationStatus = Field(
+        description="STALE, else INCOMPLETE when anything is missing, drifted, invalid or "
+        "failed, else PENDING while a domain expectation is pending, else COMPLETE."
+    )
     missing: list[Pair]
     drift: list[Pair]
     invalid: list[Pair]
     failed: list[Pair]
     stale: bool
+    pending: list[Pair] = Field(
+        description="Expected, not acked, and neither missing nor past its deadline "
+        "(the run has not been checked yet; finalize_run until the run ends)."
+    )
 
 
 class GovernanceOut(BaseModel):
@@ -116,8 +127,24 @@ class ClaimOut(BaseModel):
     lease: LeaseGrantOut
 
 
+class RunSummaryOut(BaseModel):
+    """A run in a list: what it is and where it stands; GET /runs/{id} has the whole run."""
+
+    id: UUID
+    tenant_id: str | None
+    handler: str | None
+    phase: RunPhase
+    attempt: int
+    created_at: datetime
+    updated_at: datetime
+    error: str | None
+    reconciliation_status: ReconciliationStatus = Field(
+        description="The status of the run's reconciliation as of now."
+    )
+
+
 class RunPageOut(BaseModel):
-    items: list[RunOut]
+    items: list[RunSummaryOut]
     next_cursor: str | None
 
 
@@ -166,3 +193,7 @@ class InvalidOut(BaseModel):
 class HealthOut(BaseModel):
     status: str
     database: str
+    rok_enabled: bool = Field(
+        description="ROK_ENABLED of this service: true, it governs every run (workers with "
+        "ROK_ENABLED=false refuse to start against it); false, it accepts ungoverned outcomes."
+    )
