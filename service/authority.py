@@ -13,6 +13,7 @@ from service.config import Settings
 from service.kernel.kernel import RunOrchestrationKernel
 from service.kernel.spec import SERVICE, Caller
 from service.model.phases import utc_now
+from service.store.chain import history_key_for
 from service.store.database import Database
 from service.store.keys import KeyStore
 from service.store.leases import LeaseStore
@@ -30,7 +31,7 @@ class Authority:
         self.settings = settings
         self.database = database or Database(settings.database_url)
         self.signals = Signals()
-        self.store = RunStore(self.database, self.signals)
+        self.store = RunStore(self.database, self.signals, history_key=history_key_for(settings))
         self.leases = LeaseStore(self.store)
         self.keys = KeyStore(self.database)
         self.clock = clock

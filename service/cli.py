@@ -1,4 +1,5 @@
-"""The `rok` command line: `rok serve`, `rok db upgrade|current|check`, `rok keys …`.
+"""The `rok` command line: `rok serve`, `rok db upgrade|current|check`, `rok keys …`,
+`rok verify`.
 
 Each command is one registrar: a function that adds the command's sub-parser
 and sets `func` on it (argparse's convention), the function that carries the
@@ -33,6 +34,7 @@ from service.model.phases import utc_now
 from service.store import migrations
 from service.store.database import Database
 from service.store.keys import KeyStore
+from service.verify_cli import register as register_verify
 from service.worker.cli import register as register_worker
 
 if TYPE_CHECKING:
@@ -187,6 +189,7 @@ COMMANDS: list[Registrar] = [
     # `rok worker` runs a handler dict with the reference domains: composed here, not in the pool
     functools.partial(register_worker, default_domains=reference_domains),
     register_keys,
+    register_verify,
     register_demo,
     register_bench,
 ]

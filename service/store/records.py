@@ -57,6 +57,12 @@ class RunRow:
     updated_at: datetime
     created_by: str | None = None
     """The actor (API key id) that created the run."""
+    # the seal's bookkeeping, not the run's state: a late ack advances the chain
+    # and changes nothing about the run, so rows compare without them
+    chain_length: int = field(default=0, compare=False)
+    """Entries (transitions and acks) sealed so far (service.store.chain)."""
+    chain_head: str | None = field(default=None, compare=False)
+    """The last entry's seal; the genesis seal while there is none (None: never sealed)."""
 
     @property
     def is_terminal(self) -> bool:

@@ -52,6 +52,8 @@ _ROW_FIELDS = (
     "created_at",
     "updated_at",
     "created_by",
+    "chain_length",
+    "chain_head",
 )
 
 

@@ -19,8 +19,10 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from service.config import Settings
 from service.errors import IdempotencyConflict, RunAlreadyExists, RunNotFound
 from service.model.phases import RunPhase
+from service.store.chain import history_key_for, seal_genesis
 from service.store.cursors import decode_cursor, encode_cursor
 from service.store.database import Database
 from service.store.records import NewRun, RunFilter, RunRecord
@@ -36,6 +38,7 @@ from service.store.rows import (
 from service.store.signals import CLAIMABLE, Signals
 from service.store.tables import expectations, runs
 from service.store.transaction import RunTransaction
+from service.store.verify import ChainReport, verify_every_run, verify_run
 
 NOTIFY_CHANNEL = "rok_signals"
 
@@ -56,9 +59,17 @@ def read_notice(payload: str) -> tuple[str, str]:
 class RunStore:
     """Runs, their history, contract and acks, on one Database."""
 
-    def __init__(self, db: Database, signals: Signals | None = None) -> None:
+    def __init__(
+        self, db: Database, signals: Signals | None = None, history_key: bytes | None = None
+    ) -> None:
         self.db = db
         self.signals = signals or Signals()
+        # None: the key the service itself resolves (ROK_HISTORY_KEY, else the key
+        # file), so a store opened by a script or a test seals as the service does
+        if history_key is None:
+            history_key = history_key_for(Settings.from_env())
+        self.history_key = history_key
+        """Seals every transition and ack (service.store.chain); never written to the database."""
         # prebuilt once: building a statement per move costs more than running it
         self._select_run_locked = db.dialect.lock_run(SELECT_RUN)
 
@@ -88,21 +99,16 @@ class RunStore:
                         return _replay(existing, new), False
                 if conn.execute(select(runs.c.id).where(runs.c.id == new.id)).first():
                     raise RunAlreadyExists(new.id)
-                conn.execute(insert(runs).values(**_new_run_values(new)))
-                if new.contract:
-                    conn.execute(
-                        insert(expectations),
-                        [
-                            {
-                                "run_id": new.id,
-                                "domain": d,
-                                "action": a,
-                                "deadline_ms": ms,
-                                "position": i,
-                            }
-                            for i, (d, a, ms) in enumerate(new.contract)
-                        ],
-                    )
+                declared = _new_run_values(new)
+                contract = [
+                    {"run_id": new.id, "domain": d, "action": a, "deadline_ms": ms, "position": i}
+                    for i, (d, a, ms) in enumerate(new.contract)
+                ]
+                # the chain starts from the seal of T0: the declaration and its contract
+                declared["chain_head"] = seal_genesis(self.history_key, declared, contract)
+                conn.execute(insert(runs).values(**declared))
+                if contract:
+                    conn.execute(insert(expectations), contract)
                 self._publish(conn, {CLAIMABLE})
             self._wake({CLAIMABLE})
             return new.id, True
@@ -130,12 +136,26 @@ class RunStore:
             found = conn.execute(self._select_run_locked, {"run_id": run_id}).first()
             if found is None:
                 raise RunNotFound(run_id)
-            tx = RunTransaction(conn, row_from_mapping(found._mapping), clock(), actor)
+            row = row_from_mapping(found._mapping)
+            tx = RunTransaction(conn, row, clock(), actor, history_key=self.history_key)
             yield tx
+            tx.write_chain_head()
             self._publish(conn, tx.notified)
         self._wake(tx.notified)
 
     # -- reads ------------------------------------------------------------
+
+    def verify(self, run_id: str) -> ChainReport:
+        """Recompute the run's sealed history (service.store.verify); RunNotFound if none."""
+        with self.db.read() as conn:
+            report = verify_run(conn, self.history_key, run_id)
+        if report is None:
+            raise RunNotFound(run_id)
+        return report
+
+    def verify_all(self) -> Iterator[ChainReport]:
+        """Reports of every run, read a page of runs at a time."""
+        return verify_every_run(self.db, self.history_key)
 
     def get(self, run_id: str) -> RunRecord:
         with self.db.read() as conn:

@@ -9,10 +9,15 @@ Guarantees (each held by the database, not only by the Python above it):
   = :n`) plus its history row; zero rows updated means someone else moved the
   run first, and nothing is written.
 - A history slot (run_id, seq) is unique, and so is a run's finalize_run ack.
+- Every transition and ack is sealed as it is written: its place in the run's
+  chain (`chain_seq`) and its HMAC over the previous seal (service.store.chain).
+  The run's chain_length/chain_head ride in the move's UPDATE; acks after the
+  last move of a transaction add one UPDATE of the run (`write_chain_head`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +26,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from service.errors import PhaseTransitionError
 from service.model.audit import AuditExpectation, DomainAck
 from service.model.phases import PhaseTransition, RunPhase, check_transition
+from service.store.chain import seal_ack, seal_genesis, seal_transition
 from service.store.records import NO_CHANGES, NO_LEASE, RunChanges, RunRecord, RunRow
 from service.store.rows import (
     load_acks,
@@ -31,6 +37,7 @@ from service.store.rows import (
 )
 from service.store.signals import ack_key
 from service.store.tables import acks, runs, transitions
+from service.store.verify import load_contract
 
 # Writes on one run, built once (building a statement costs more CPU than
 # SQLite takes to run it). An UPDATE without .values() sets the columns named
@@ -50,13 +57,21 @@ class RunTransaction:
     """One write transaction on one run, the row already locked and loaded."""
 
     def __init__(
-        self, conn: Connection, row: RunRow, now: datetime, actor: str | None = None
+        self,
+        conn: Connection,
+        row: RunRow,
+        now: datetime,
+        actor: str | None = None,
+        *,
+        history_key: bytes,
     ) -> None:
         self.conn = conn
         self.row = row
         self.now = now
         self.actor = actor
         """Who is writing (an API key's id; None with auth off or for the service itself)."""
+        self._history_key = history_key
+        self._chain_head_written = True
         self._expectations: list[AuditExpectation] | None = None
         self._acks: list[DomainAck] | None = None
         self.notified: set[str] = set()
@@ -125,20 +140,22 @@ class RunTransaction:
         ack = DomainAck(
             self.row.id, domain, action, result_id, error, self.now, late, details, self.actor
         )
-        self.conn.execute(
-            _INSERT_ACK,
-            {
-                "run_id": self.row.id,
-                "domain": domain,
-                "action": action,
-                "result_id": result_id,
-                "error": error,
-                "at": self.now,
-                "late": late,
-                "details": details,
-                "actor": self.actor,
-            },
-        )
+        entry: dict[str, Any] = {
+            "run_id": self.row.id,
+            "domain": domain,
+            "action": action,
+            "result_id": result_id,
+            "error": error,
+            "at": self.now,
+            "late": late,
+            "details": details,
+            "actor": self.actor,
+            "chain_seq": self.row.chain_length + 1,
+        }
+        entry["hash"] = seal_ack(self._history_key, self._chain_head(), entry)
+        self.conn.execute(_INSERT_ACK, entry)
+        self.row = replace(self.row, chain_length=entry["chain_seq"], chain_head=entry["hash"])
+        self._chain_head_written = False
         self.notify(ack_key(self.row.id))
         if self._acks is not None:
             self._acks.append(ack)
@@ -147,6 +164,17 @@ class RunTransaction:
     def ack_count(self) -> int:
         """How many acks the run has (read under the row lock: no writer adds one meanwhile)."""
         return int(self.conn.execute(_COUNT_ACKS, {"run_id": self.row.id}).scalar_one())
+
+    def write_chain_head(self) -> None:
+        """Store the run's chain head if acks advanced it since the last move wrote it.
+
+        Called once, as the transaction ends: a move's UPDATE carries the head
+        anyway, so only a transaction that ends with acks pays this UPDATE.
+        """
+        if not self._chain_head_written:
+            head = {"chain_length": self.row.chain_length, "chain_head": self.row.chain_head}
+            self.conn.execute(_UPDATE_RUN, {"match_id": self.row.id, **head})
+            self._chain_head_written = True
 
     def record(self) -> RunRecord:
         """The run as this transaction leaves it, read on its own connection."""
@@ -167,7 +195,26 @@ class RunTransaction:
     def _write_move(self, entry: PhaseTransition, attempt: int, values: dict[str, Any]) -> None:
         """The guarded UPDATE and its history row: the run only if it is still as loaded."""
         row = self.row
-        values = {**values, "history_length": row.history_length + 1, "updated_at": self.now}
+        sealed: dict[str, Any] = {
+            "run_id": row.id,
+            "seq": row.history_length + 1,
+            "attempt": attempt,
+            "from_phase": entry.from_phase.value,
+            "to_phase": entry.to_phase.value,
+            "at": entry.at,
+            "reason": entry.reason,
+            "details": entry.details or None,
+            "actor": self.actor,
+            "chain_seq": row.chain_length + 1,
+        }
+        sealed["hash"] = seal_transition(self._history_key, self._chain_head(), sealed)
+        values = {
+            **values,
+            "history_length": row.history_length + 1,
+            "updated_at": self.now,
+            "chain_length": sealed["chain_seq"],
+            "chain_head": sealed["hash"],
+        }
         result = self.conn.execute(
             _MOVE_RUN,
             {
@@ -182,21 +229,21 @@ class RunTransaction:
             raise PhaseTransitionError(
                 row.id, row.phase, entry.to_phase, "the run was moved concurrently"
             )
-        self.conn.execute(
-            _INSERT_TRANSITION,
-            {
-                "run_id": row.id,
-                "seq": row.history_length + 1,
-                "attempt": attempt,
-                "from_phase": entry.from_phase.value,
-                "to_phase": entry.to_phase.value,
-                "at": entry.at,
-                "reason": entry.reason,
-                "details": entry.details or None,
-                "actor": self.actor,
-            },
-        )
+        self.conn.execute(_INSERT_TRANSITION, sealed)
         self._apply(values)
+        self._chain_head_written = True
+
+    def _chain_head(self) -> str:
+        """The seal the next entry chains to: the last entry's, or the run's genesis."""
+        if self.row.chain_head is None:
+            # a run created before histories were sealed (migration 0004): its
+            # chain starts from its declaration as it stands at its first seal
+            genesis = seal_genesis(
+                self._history_key, row_values(self.row), load_contract(self.conn, self.row.id)
+            )
+            self.row = replace(self.row, chain_head=genesis)
+            return genesis
+        return self.row.chain_head
 
     def _update(self, values: dict[str, Any]) -> None:
         values = {"updated_at": self.now, **values}

@@ -1,14 +1,15 @@
 """The /runs API, one router per resource (all under the `runs` tag).
 
 runs: create, list, get · leases: claim, heartbeat · moves: the lifecycle
-moves · acks: domain acks · governance: the check and the reconciliation.
+moves · acks: domain acks · governance: the check and the reconciliation · verify:
+the sealed history recomputed.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import acks, governance, leases, moves, runs
+from service.api.routes import acks, governance, leases, moves, runs, verify
 
 ROUTERS: tuple[APIRouter, ...] = (
     runs.router,
@@ -16,4 +17,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     moves.router,
     acks.router,
     governance.router,
+    verify.router,
 )
