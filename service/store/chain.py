@@ -144,21 +144,29 @@ def _create_key_file(path: Path) -> bytes:
 # -- canonical form and seals ------------------------------------------------------
 
 
-_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # built once
+def _timestamp(value: Any) -> str:
+    """ISO 8601 UTC with microseconds: the one spelling of a time in a canonical entry."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    raise TypeError(f"{type(value).__name__} has no canonical JSON form")
+
+
+# built once: json.dumps with options builds an encoder per call
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_timestamp)
 
 
 def canonical(values: Values, fields: Sequence[str]) -> bytes:
     """The canonical JSON of `fields` of `values` (a row, or what is about to be one)."""
-    plain = {name: _plain(name, values[name]) for name in fields}
-    return _CANONICAL_JSON.encode(plain).encode()
+    return _CANONICAL_JSON.encode(_plain(values, fields)).encode()
 
 
-def _plain(name: str, value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
-    if value is not None and name in _JSON_COLUMNS:
-        return json.loads(json.dumps(value))  # as the JSON column will give it back
-    return value
+def _plain(values: Values, fields: Sequence[str]) -> dict[str, Any]:
+    plain = {name: values[name] for name in fields}
+    for name in _JSON_COLUMNS:
+        if plain.get(name) is not None:
+            # as the JSON column gives it back (an int key comes back a string)
+            plain[name] = json.loads(json.dumps(plain[name]))
+    return plain
 
 
 def _mac(key: bytes, message: bytes) -> str:
@@ -177,9 +185,8 @@ def seal_genesis(key: bytes, declaration: Values, contract: Sequence[Values]) ->
     """The seal of a run's T0: its declaration (DECLARATION_FIELDS) and its contract
     (EXPECTATION_FIELDS of each expectation, in `position` order)."""
     ordered = sorted(contract, key=lambda e: int(e["position"]))
-    document = {name: _plain(name, declaration[name]) for name in DECLARATION_FIELDS} | {
-        "expectations": [{name: e[name] for name in EXPECTATION_FIELDS} for e in ordered]
-    }
+    document = _plain(declaration, DECLARATION_FIELDS)
+    document["expectations"] = [{name: e[name] for name in EXPECTATION_FIELDS} for e in ordered]
     return _mac(key, _CANONICAL_JSON.encode(document).encode())
 
 

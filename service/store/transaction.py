@@ -154,7 +154,8 @@ class RunTransaction:
         }
         entry["hash"] = seal_ack(self._history_key, self._chain_head(), entry)
         self.conn.execute(_INSERT_ACK, entry)
-        self.row = replace(self.row, chain_length=entry["chain_seq"], chain_head=entry["hash"])
+        # in place: it is the chain's bookkeeping, and replace() of the row costs more than a seal
+        self.row.chain_length, self.row.chain_head = entry["chain_seq"], entry["hash"]
         self._chain_head_written = False
         self.notify(ack_key(self.row.id))
         if self._acks is not None:
