@@ -6,8 +6,13 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_
 
 from service.errors import InvalidRequest
+from service.store.records import RunFilter
+from service.store.tables import runs
 
 
 def encode_cursor(created_at: datetime, run_id: str) -> str:
@@ -28,3 +33,28 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         return parsed.astimezone(UTC), run_id
     except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error):
         raise InvalidRequest(f"cursor {cursor!r} is not a cursor this service returned") from None
+
+
+def page_query(
+    query: Select[Any], filters: RunFilter, limit: int, cursor: str | None
+) -> Select[Any]:
+    """`query` over runs, filtered, newest first, after `cursor`, one row past `limit`.
+
+    The extra row tells whether another page follows. InvalidRequest for a
+    cursor this service did not give out.
+    """
+    if filters.phase is not None:
+        query = query.where(runs.c.phase == filters.phase.value)
+    if filters.tenant_id is not None:
+        query = query.where(runs.c.tenant_id == filters.tenant_id)
+    if filters.handler is not None:
+        query = query.where(runs.c.handler == filters.handler)
+    if cursor is not None:
+        after_at, after_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                runs.c.created_at < after_at,
+                and_(runs.c.created_at == after_at, runs.c.id < after_id),
+            )
+        )
+    return query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)

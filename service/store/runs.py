@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from service.config import Settings
 from service.errors import IdempotencyConflict, RunAlreadyExists, RunNotFound
 from service.model.phases import RunPhase
 from service.store.chain import history_key_for, seal_genesis
-from service.store.cursors import decode_cursor, encode_cursor
+from service.store.cursors import encode_cursor, page_query
 from service.store.database import Database
 from service.store.records import NewRun, RunFilter, RunRecord
 from service.store.rows import (
@@ -191,22 +191,7 @@ class RunStore:
         self, filters: RunFilter, limit: int, cursor: str | None
     ) -> tuple[list[RunRecord], str | None]:
         """Newest first; `cursor` continues after the last run of the previous page."""
-        query = select(runs)
-        if filters.phase is not None:
-            query = query.where(runs.c.phase == filters.phase.value)
-        if filters.tenant_id is not None:
-            query = query.where(runs.c.tenant_id == filters.tenant_id)
-        if filters.handler is not None:
-            query = query.where(runs.c.handler == filters.handler)
-        if cursor is not None:
-            after_at, after_id = decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    runs.c.created_at < after_at,
-                    and_(runs.c.created_at == after_at, runs.c.id < after_id),
-                )
-            )
-        query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)
+        query = page_query(select(runs), filters, limit, cursor)
         with self.db.read() as conn:
             rows = [row_from_mapping(r._mapping) for r in conn.execute(query)]
             page, more = rows[:limit], len(rows) > limit

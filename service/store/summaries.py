@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, select
 
 from service.model.audit import (
     AuditExpectation,
@@ -24,7 +24,7 @@ from service.model.audit import (
     reconcile,
 )
 from service.model.phases import TERMINAL_PHASES, RunPhase
-from service.store.cursors import decode_cursor, encode_cursor
+from service.store.cursors import encode_cursor, page_query
 from service.store.database import Database
 from service.store.records import RunFilter
 from service.store.tables import acks, expectations, runs
@@ -81,22 +81,7 @@ def list_summaries(
 
     InvalidRequest for a cursor this service did not give out.
     """
-    query = select(*_SUMMARY_COLUMNS)
-    if filters.phase is not None:
-        query = query.where(runs.c.phase == filters.phase.value)
-    if filters.tenant_id is not None:
-        query = query.where(runs.c.tenant_id == filters.tenant_id)
-    if filters.handler is not None:
-        query = query.where(runs.c.handler == filters.handler)
-    if cursor is not None:
-        after_at, after_id = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                runs.c.created_at < after_at,
-                and_(runs.c.created_at == after_at, runs.c.id < after_id),
-            )
-        )
-    query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)
+    query = page_query(select(*_SUMMARY_COLUMNS), filters, limit, cursor)
     with db.read() as conn:
         found = [_summary(r._mapping) for r in conn.execute(query)]
         page, more = found[:limit], len(found) > limit
