@@ -84,18 +84,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def _millis(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number of milliseconds") from None
-    if not minimum <= value <= MAX_TIMEOUT_MS:
-        raise ConfigError(
-            f"{name}={raw!r} is out of range: milliseconds from {minimum} to {MAX_TIMEOUT_MS}"
-        )
-    return value
+    return _whole(env, name, default, minimum, MAX_TIMEOUT_MS, unit="milliseconds")
 
 
 def _database_url(env: Mapping[str, str]) -> str:
@@ -117,16 +106,20 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return raw
 
 
-def _whole(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+def _whole(
+    env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int, unit: str = ""
+) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        of_unit = f" of {unit}" if unit else ""
+        raise ConfigError(f"{name}={raw!r} is not a whole number{of_unit}") from None
     if not minimum <= value <= maximum:
-        raise ConfigError(f"{name}={raw!r} is out of range: from {minimum} to {maximum}")
+        units = f"{unit} " if unit else ""
+        raise ConfigError(f"{name}={raw!r} is out of range: {units}from {minimum} to {maximum}")
     return value
 
 
