@@ -6,11 +6,12 @@ kernel of a process shares one engine and one set of ack signals.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from service.config import Settings
 from service.kernel.kernel import RunOrchestrationKernel
+from service.kernel.rulebook import Rule
 from service.kernel.spec import SERVICE, Caller
 from service.model.phases import utc_now
 from service.store.chain import history_key_for
@@ -27,8 +28,12 @@ class Authority:
         settings: Settings,
         database: Database | None = None,
         clock: Callable[[], datetime] = utc_now,
+        rules: Sequence[Rule] = (),
     ) -> None:
+        """`rules`: the deployment's own rules, consulted before every move after
+        the kernel's (service.kernel.rulebook)."""
         self.settings = settings
+        self.rules = tuple(rules)
         self.database = database or Database(settings.database_url)
         self.signals = Signals()
         self.store = RunStore(self.database, self.signals, history_key=history_key_for(settings))
@@ -58,6 +63,7 @@ class Authority:
             clock=self.clock if now is None else (lambda: now),
             keep_records=keep_records,
             caller=caller,
+            rules=self.rules,
         )
 
     def close(self) -> None:

@@ -44,6 +44,13 @@ class Settings:
     max_acks_per_run: int = 1000
     rate_limit: str | None = None
     """Per key, in the `limits` notation (`100/second`); None: no limit."""
+    # -- run control (DESIGN section 11) --
+    cancel_grace_ms: int = 30000
+    """How long a worker has to stop a cancelled run before the sweeper fails it."""
+    approval_timeout_ms: int = 86_400_000
+    """How long a run waits for approval when its request or policy gives no timeout."""
+    max_result_bytes: int = 262_144
+    """The largest handler result (as JSON) a run keeps."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +71,9 @@ class Settings:
             max_body_bytes=_whole(env, "ROK_MAX_BODY_BYTES", 1024 * 1024, 1024, 1 << 30),
             max_acks_per_run=_whole(env, "ROK_MAX_ACKS_PER_RUN", 1000, 1, 1_000_000),
             rate_limit=_rate_limit(env),
+            cancel_grace_ms=_millis(env, "ROK_CANCEL_GRACE_MS", 30000, minimum=0),
+            approval_timeout_ms=_millis(env, "ROK_APPROVAL_TIMEOUT_MS", 86_400_000, minimum=1),
+            max_result_bytes=_whole(env, "ROK_MAX_RESULT_BYTES", 262_144, 0, 64 * 1024 * 1024),
         )
 
     @property

@@ -9,7 +9,12 @@ Per tick:
 - a run whose lease expired (its worker stopped heartbeating) is released
   for another attempt when it has attempts left, else failed: "worker lost";
 - a live run whose finalize_run deadline passed is failed as stale, with an
-  incident, so its reconciliation says STALE and why.
+  incident, so its reconciliation says STALE and why;
+- run control (DESIGN section 11): a run still CREATED past its queue
+  timeout, a run whose approval was not decided in time, and a run whose
+  worker did not carry out a cancellation within ROK_CANCEL_GRACE_MS are failed,
+  each with its reason. A run whose lease expired after a cancellation was asked
+  is failed, not retried.
 """
 
 from __future__ import annotations
@@ -17,12 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from service.authority import Authority
 from service.errors import RokError
-from service.store.sweeps import SweepStore
+from service.kernel import RunOrchestrationKernel
+from service.store.sweeps import (
+    SweepStore,
+    expired_approvals_query,
+    overdue_cancellations_query,
+    unstarted_query,
+)
 
 log = logging.getLogger("rok.sweeper")
 
@@ -32,11 +45,24 @@ class SweepReport:
     released: list[str] = field(default_factory=list)
     failed_worker_lost: list[str] = field(default_factory=list)
     failed_stale: list[str] = field(default_factory=list)
+    failed_unstarted: list[str] = field(default_factory=list)
+    failed_approval_expired: list[str] = field(default_factory=list)
+    failed_cancelled: list[str] = field(default_factory=list)
     skipped: bool = False
 
     @property
     def acted(self) -> int:
-        return len(self.released) + len(self.failed_worker_lost) + len(self.failed_stale)
+        return sum(
+            len(done)
+            for done in (
+                self.released,
+                self.failed_worker_lost,
+                self.failed_stale,
+                self.failed_unstarted,
+                self.failed_approval_expired,
+                self.failed_cancelled,
+            )
+        )
 
 
 class Sweeper:
@@ -52,7 +78,31 @@ class Sweeper:
                 return report
             self._sweep_expired_leases(now, report)
             self._sweep_passed_deadlines(now, report)
+            self._sweep_run_control(now, report)
         return report
+
+    def _sweep_run_control(self, now: datetime, report: SweepReport) -> None:
+        grace_ms = self.authority.settings.cancel_grace_ms
+        verdicts: list[tuple[Any, list[str], Callable[[RunOrchestrationKernel], object]]] = [
+            (unstarted_query(now), report.failed_unstarted, lambda k: k.fail_unstarted()),
+            (
+                expired_approvals_query(now),
+                report.failed_approval_expired,
+                lambda k: k.expire_approval(),
+            ),
+            (
+                overdue_cancellations_query(now - timedelta(milliseconds=grace_ms)),
+                report.failed_cancelled,
+                lambda k: k.fail_cancel_overdue(grace_ms),
+            ),
+        ]
+        for query, done, verdict in verdicts:
+            for run_id in self.reads.overdue(query):
+                try:
+                    verdict(self.authority.kernel(run_id, now=now))
+                    done.append(run_id)
+                except RokError as exc:  # decided, started or finished since we looked
+                    log.info("sweeper skipped run %s: %s", run_id, exc)
 
     def _sweep_expired_leases(self, now: datetime, report: SweepReport) -> None:
         for run_id, worker_id, expires_at in self.reads.expired_leases(now):
@@ -63,7 +113,10 @@ class Sweeper:
                 lease = record.row.lease
                 if lease is None or lease.expires_at > now:
                     continue  # renewed or finished since we looked
-                if record.row.attempt < record.row.max_attempts:
+                if record.row.control.cancel_requested:
+                    kernel.fail_cancel_overdue(self.authority.settings.cancel_grace_ms)
+                    report.failed_cancelled.append(run_id)
+                elif record.row.attempt < record.row.max_attempts:
                     kernel.release_for_retry(why)
                     report.released.append(run_id)
                 else:
@@ -92,10 +145,14 @@ class Sweeper:
                 report = await asyncio.shield(tick)
                 if report.acted:
                     log.warning(
-                        "sweeper: released %d, failed %d (worker lost), %d (stale)",
+                        "sweeper: released %d, failed %d (worker lost), %d (stale), "
+                        "%d (never started), %d (approval expired), %d (cancelled)",
                         len(report.released),
                         len(report.failed_worker_lost),
                         len(report.failed_stale),
+                        len(report.failed_unstarted),
+                        len(report.failed_approval_expired),
+                        len(report.failed_cancelled),
                     )
             except asyncio.CancelledError:
                 # A thread cannot be cancelled: let the tick end (and give its

@@ -10,7 +10,8 @@ from uuid import UUID
 from fastapi.responses import JSONResponse
 
 from service.model.audit import DomainAck, ReconciliationResult, expectation_status
-from service.store.records import RunRecord
+from service.model.phases import PhaseTransition
+from service.store.records import RunControl, RunRecord
 from service.store.summaries import RunSummary
 
 INCIDENTS_DOMAIN = "incidents"
@@ -96,9 +97,7 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
                 "at": h.transition.at,
                 "reason": h.transition.reason,
                 "attempt": h.attempt,
-                "kind": (
-                    "attempt" if h.transition.from_phase is h.transition.to_phase else "transition"
-                ),
+                "kind": _entry_kind(h.transition),
                 "details": h.transition.details,
                 "actor": h.actor,
             }
@@ -124,6 +123,42 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
             if a.domain == INCIDENTS_DOMAIN and a.result_id is not None
         ],
         "reconciliation": reconciliation_json(record.reconciliation(now)),
+        **control_json(row.control),
+    }
+
+
+def _entry_kind(move: PhaseTransition) -> str:
+    if move.from_phase is not move.to_phase:
+        return "transition"
+    return "event" if "event" in move.details else "attempt"
+
+
+def control_json(control: RunControl) -> dict[str, Any]:
+    """The run-control fields of a run (DESIGN section 11)."""
+    approval = None
+    if control.approval_state is not None:
+        approval = {
+            "state": control.approval_state,
+            "by": control.approval_by,
+            "reason": control.approval_reason,
+            "at": control.approval_at,
+            "deadline": control.approval_deadline,
+        }
+    cancellation = None
+    if control.cancel_requested_at is not None:
+        cancellation = {
+            "requested_at": control.cancel_requested_at,
+            "by": control.cancel_by,
+            "reason": control.cancel_reason,
+        }
+    return {
+        "result": control.result,
+        "not_before": control.not_before,
+        "queue_deadline": control.queue_deadline,
+        "retry": None if control.retry is None else control.retry.as_json(),
+        "cancel_requested": cancellation is not None,
+        "cancellation": cancellation,
+        "approval": approval,
     }
 
 

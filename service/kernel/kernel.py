@@ -7,18 +7,18 @@ A kernel rebuilt for the same run id sees exactly what the last one left.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from service.config import Settings
-from service.errors import InvalidRequest, PhaseTransitionError, RunNotFound
-from service.kernel.governance import CHECK_NEEDS, AckWait, judge
+from service.errors import InvalidRequest, PhaseTransitionError
+from service.kernel.control import ControlMoves, check_result_size, retry_due, schedule_retry
+from service.kernel.governance import CHECK_NEEDS, judge
+from service.kernel.rulebook import Move
 from service.kernel.rules import (
-    check_lease,
     clock_start,
     open_stale_incident,
     require_governance,
@@ -27,6 +27,7 @@ from service.kernel.rules import (
     walk_ungoverned,
 )
 from service.kernel.spec import (
+    APPROVAL_REQUIRED,
     GRANTED,
     SERVICE,
     AckSpec,
@@ -36,61 +37,16 @@ from service.kernel.spec import (
     check_ack_room,
     check_batch,
 )
-from service.model.audit import DomainAck, ReconciliationResult
-from service.model.phases import RunPhase, utc_now
-from service.store.records import RunChanges, RunRecord
+from service.model.audit import DomainAck
+from service.model.phases import RunPhase
+from service.store.records import RetryPolicy, RunChanges
 from service.store.runs import RunStore
 from service.store.signals import CLAIMABLE
 from service.store.transaction import RunTransaction
 
 
-class RunOrchestrationKernel:
+class RunOrchestrationKernel(ControlMoves):
     """Drives one run through the phase machine, persisting every step."""
-
-    def __init__(
-        self,
-        run_id: str,
-        store: RunStore,
-        settings: Settings,
-        spec: RunSpec | None = None,
-        lease_token: str | None = None,
-        clock: Callable[[], datetime] = utc_now,
-        caller_run_id: str | None = None,
-        keep_records: bool = False,
-        caller: Caller = SERVICE,
-    ) -> None:
-        self.run_id = run_id
-        # keep_records: read the run back inside each move's transaction, so
-        # a caller answering with the run (the API) needs no second read, and
-        # shows the run exactly as its move committed it
-        self._keep_records = keep_records
-        self.last_record: RunRecord | None = None
-        self._store = store
-        self._settings = settings
-        self._spec = spec or RunSpec()
-        self._lease_token = lease_token
-        self._clock = clock
-        self._caller_run_id = caller_run_id
-        self._caller = caller
-        self._declared = False
-
-    # -- state ------------------------------------------------------------
-
-    def load(self) -> RunRecord:
-        record = self._store.get(self.run_id)
-        self._check_tenant(record.row.tenant_id)
-        return record
-
-    @property
-    def phase(self) -> RunPhase:
-        return self.load().phase
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.load().row.is_terminal
-
-    def reconciliation(self) -> ReconciliationResult:
-        return self.load().reconciliation(self._clock())
 
     # -- T0 ---------------------------------------------------------------
 
@@ -118,15 +74,23 @@ class RunOrchestrationKernel:
     def authorize(
         self, decision: str, reason: str | None = None, begin_execution: bool = False
     ) -> RunPhase:
-        """GRANTED -> AUTHORIZED; any other decision -> FAILED, the decision recorded.
+        """GRANTED -> AUTHORIZED; APPROVAL_REQUIRED -> a human decides first (the run
+        waits off the queue, DESIGN section 11); any other decision -> FAILED.
 
         `begin_execution` also moves a granted run on to EXECUTING in the same
         transaction: a worker that starts at once saves a round trip, and the
         history still holds both moves.
         """
-        with self._move() as tx:
-            # a denial could fail a run in any phase; only a CREATED run is judged
-            require_phase(tx, RunPhase.CREATED, RunPhase.AUTHORIZED, "")
+        granted = decision in (GRANTED, APPROVAL_REQUIRED)
+        target = RunPhase.AUTHORIZED if granted else RunPhase.FAILED
+        with self._move(Move("authorize", target)) as tx:
+            if decision == APPROVAL_REQUIRED:
+                if tx.row.control.approval_state == "approved":
+                    raise PhaseTransitionError(
+                        self.run_id, tx.row.phase, target, "the run was approved already; grant it"
+                    )
+                self.request_approval(tx, reason)
+                return tx.row.phase
             started = clock_start(tx)
             details = {"decision": decision}
             if decision == GRANTED:
@@ -141,18 +105,35 @@ class RunOrchestrationKernel:
             return tx.row.phase
 
     def begin_execution(self) -> RunPhase:
-        with self._move() as tx:
+        with self._move(Move("begin_execution", RunPhase.EXECUTING)) as tx:
             tx.transition(RunPhase.EXECUTING, "execution started")
             return tx.row.phase
 
-    def execution_complete(self, success: bool, error: str | None = None) -> RunPhase:
-        """-> GOVERNANCE_CHECK with the outcome; a failed run still owes its evidence."""
-        with self._move() as tx:
+    def execution_complete(
+        self, success: bool, error: str | None = None, result: Any = None
+    ) -> RunPhase:
+        """-> GOVERNANCE_CHECK with the outcome; a failed run still owes its evidence.
+
+        A failure with attempts left under the run's `retry` policy is the
+        next attempt instead: the run stays EXECUTING, claimable after its
+        backoff. `result` (JSON, at most ROK_MAX_RESULT_BYTES) is kept on the run.
+        """
+        if result is not None:
+            check_result_size(result, self._settings.max_result_bytes)
+        move = Move("execution_complete", RunPhase.GOVERNANCE_CHECK, success=success)
+        with self._move(move) as tx:
+            control = None if result is None else {"result": result}
             if success:
-                reason, changes = "execution succeeded", RunChanges(execution_success=True)
+                reason = "execution succeeded"
+                changes = RunChanges(execution_success=True, control=control)
             else:
+                why = error or "execution failed"
+                policy = retry_due(tx.row) if tx.row.phase is RunPhase.EXECUTING else None
+                if policy is not None:
+                    schedule_retry(tx, policy, why)
+                    return tx.row.phase
                 reason = f"execution failed: {error or 'no error given'}"
-                changes = RunChanges(execution_success=False, error=error or "execution failed")
+                changes = RunChanges(execution_success=False, error=why, control=control)
             tx.transition(RunPhase.GOVERNANCE_CHECK, reason, {"success": success}, changes)
             return tx.row.phase
 
@@ -187,7 +168,7 @@ class RunOrchestrationKernel:
         pass, commits that, and then raises GovernanceCheckError (its `outcome`
         carries the reconciliation), so an embedded caller cannot miss it.
         """
-        with self._move() as tx:
+        with self._move(Move("governance_check", RunPhase.GOVERNANCE_CHECK)) as tx:
             require_phase(tx, RunPhase.GOVERNANCE_CHECK, RunPhase.GOVERNANCE_CHECK, CHECK_NEEDS)
             outcome, failure = judge(tx, require_all_acks)
             if failure is not None:
@@ -203,14 +184,14 @@ class RunOrchestrationKernel:
         return outcome
 
     def begin_finalization(self) -> RunPhase:
-        with self._move() as tx:
-            require_governance(tx, RunPhase.FINALIZING)
+        with self._move(Move("begin_finalization", RunPhase.FINALIZING)) as tx:
             tx.transition(RunPhase.FINALIZING, "finalization started")
             return tx.row.phase
 
     def finalize(self, success: bool = True, error: str | None = None) -> RunPhase:
         """-> COMPLETED or FAILED with the finalize_run ack, in one transaction, once."""
-        with self._move() as tx:
+        target = RunPhase.COMPLETED if success else RunPhase.FAILED
+        with self._move(Move("finalize", target, success=success)) as tx:
             self._finalize(tx, success, error)
             return tx.row.phase
 
@@ -249,7 +230,7 @@ class RunOrchestrationKernel:
         with one, the token must still be the run's current lease, so a worker
         presumed dead cannot fail a run that was handed to someone else.
         """
-        with self._move(lease_required=False) as tx:
+        with self._move(Move("fail", RunPhase.FAILED), lease_required=False) as tx:
             terminate(tx, RunPhase.FAILED, f"failed: {error}", error, {}, clock_start(tx))
             return tx.row.phase
 
@@ -261,7 +242,7 @@ class RunOrchestrationKernel:
         incidents domain exists to surface. The finalize_run ack lands after
         its deadline, so the reconciliation stays STALE.
         """
-        with self._move(lease_required=False) as tx:
+        with self._move(None, lease_required=False) as tx:
             if tx.row.is_terminal:
                 raise PhaseTransitionError(
                     self.run_id, tx.row.phase, RunPhase.FAILED, f"{tx.row.phase} is terminal"
@@ -277,7 +258,7 @@ class RunOrchestrationKernel:
         phase the run is in, and its history entries carry the new attempt.
         Only the sweeper calls this, for a run whose lease expired.
         """
-        with self._move(lease_required=False) as tx:
+        with self._move(None, lease_required=False) as tx:
             row = tx.row
             if not row.is_terminal and row.attempt >= row.max_attempts:
                 raise InvalidRequest(
@@ -298,7 +279,9 @@ class RunOrchestrationKernel:
         """ROK_ENABLED=false: the seed's bare status update, in one transaction.
 
         Refused by a service that governs (ROK_ENABLED=true): see walk_ungoverned."""
-        with self._move() as tx:
+        target = RunPhase.COMPLETED if success else RunPhase.FAILED
+        move = Move("ungoverned_outcome", target, success, governed=self._settings.rok_enabled)
+        with self._move(move) as tx:
             walk_ungoverned(tx, success, error, governed=self._settings.rok_enabled)
             return tx.row.phase
 
@@ -333,29 +316,6 @@ class RunOrchestrationKernel:
                 for s in batch
             ]
 
-    # -- the transaction of a move ---------------------------------------------
-
-    @contextlib.contextmanager
-    def _move(self, lease_required: bool = True) -> Iterator[RunTransaction]:
-        """A transaction for a lifecycle move; the lease is checked before anything."""
-        with self._store.transaction(self.run_id, self._clock, self._caller.actor) as tx:
-            self._check_tenant(tx.row.tenant_id)
-            if lease_required or self._lease_token is not None:
-                check_lease(tx, self._lease_token)
-            yield tx
-            if self._keep_records:
-                self.last_record = tx.record()
-
-    def _check_tenant(self, tenant_id: str | None) -> None:
-        """A run of another tenant does not exist for this caller (its existence never leaks)."""
-        if self._caller.tenant is not None and tenant_id != self._caller.tenant:
-            raise RunNotFound(self.run_id)
-
-    def _ack_wait(self, timeout_ms: int | None) -> AckWait:
-        """The wait before a check; like a move, it finds no run of another tenant."""
-        ms = self._settings.governance_timeout_ms if timeout_ms is None else timeout_ms
-        return AckWait(self._store, self.run_id, ms / 1000.0, self._caller.tenant)
-
 
 def create_rok(
     run_id: str | None = None,
@@ -372,6 +332,11 @@ def create_rok(
     priority: int = 0,
     lease_token: str | None = None,
     caller: Caller = SERVICE,
+    not_before: datetime | None = None,
+    queue_timeout_ms: int | None = None,
+    retry: RetryPolicy | None = None,
+    requires_approval: bool = False,
+    approval_timeout_ms: int | None = None,
 ) -> RunOrchestrationKernel:
     """A kernel for a new (or existing) run; call declare_expectations() to write T0."""
     spec = RunSpec(
@@ -383,6 +348,11 @@ def create_rok(
         idempotency_key=idempotency_key,
         max_attempts=max_attempts,
         priority=priority,
+        not_before=not_before,
+        queue_timeout_ms=queue_timeout_ms,
+        retry=retry,
+        requires_approval=requires_approval,
+        approval_timeout_ms=approval_timeout_ms,
     )
     return RunOrchestrationKernel(
         run_id or str(uuid.uuid4()),

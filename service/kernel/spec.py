@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from service.config import Settings
@@ -18,10 +18,12 @@ from service.model.audit import (
     custom_contract,
     default_contract,
 )
-from service.store.records import NewRun
+from service.store.records import NO_CONTROL, NewRun, RetryPolicy, RunControl
 
 GRANTED = "GRANTED"
 """The one authorization decision that lets a run proceed."""
+APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
+"""The decision that holds a run for a human's approval (a policy asked for one)."""
 MAX_ACK_BATCH = 100
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -52,6 +54,35 @@ class RunSpec:
     idempotency_key: str | None = None
     max_attempts: int = 1
     priority: int = 0
+    not_before: datetime | None = None
+    queue_timeout_ms: int | None = None
+    retry: RetryPolicy | None = None
+    requires_approval: bool = False
+    approval_timeout_ms: int | None = None
+
+    def control(self, settings: Settings, now: datetime) -> RunControl:
+        """The run-control columns this spec declares (DESIGN section 11)."""
+        if not (self.not_before or self.queue_timeout_ms or self.retry or self.requires_approval):
+            return NO_CONTROL
+        queue_deadline = None
+        if self.queue_timeout_ms is not None:
+            # the clock of a scheduled run starts at its start time, not at its creation
+            queue_deadline = max(now, self.not_before or now) + timedelta(
+                milliseconds=self.queue_timeout_ms
+            )
+        approval: dict[str, Any] = {}
+        if self.requires_approval:
+            ms = self.approval_timeout_ms or settings.approval_timeout_ms
+            approval = {
+                "approval_state": "pending",
+                "approval_deadline": now + timedelta(milliseconds=ms),
+            }
+        return RunControl(
+            not_before=self.not_before,
+            queue_deadline=queue_deadline,
+            retry=self.retry,
+            **approval,
+        )
 
     def new_run(
         self, run_id: str, caller_run_id: str | None, settings: Settings, now: datetime
@@ -80,6 +111,7 @@ class RunSpec:
             idempotency_scope=scope,
             request_fingerprint=self.fingerprint(caller_run_id),
             created_at=now,
+            control=self.control(settings, now),
         )
 
     def fingerprint(self, run_id: str | None) -> str:
@@ -96,6 +128,15 @@ class RunSpec:
             "max_attempts": self.max_attempts,
             "priority": self.priority,
         }
+        # run control only when declared, so keys stored before it still match
+        control = {
+            "not_before": self.not_before.isoformat() if self.not_before else None,
+            "queue_timeout_ms": self.queue_timeout_ms,
+            "retry": self.retry.as_json() if self.retry else None,
+            "requires_approval": self.requires_approval or None,
+            "approval_timeout_ms": self.approval_timeout_ms,
+        }
+        body.update({name: value for name, value in control.items() if value is not None})
         encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(encoded.encode()).hexdigest()
 

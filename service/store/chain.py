@@ -70,8 +70,11 @@ DECLARATION_FIELDS = (
     "created_at",
     "created_by",
 )
+# Declared at creation and never changed after (migration 0008), sealed only
+# when set: a run declared without them, or before they existed, seals as before.
+OPTIONAL_DECLARATION_FIELDS = ("queue_deadline", "retry_policy")
 EXPECTATION_FIELDS = ("domain", "action", "deadline_ms", "position")
-_JSON_COLUMNS = frozenset({"input", "details"})
+_JSON_COLUMNS = frozenset({"input", "details", "retry_policy"})
 
 Values = Mapping[Any, Any]
 """An entry: a database row (RowMapping), or the dict about to be written as one."""
@@ -186,6 +189,10 @@ def seal_genesis(key: bytes, declaration: Values, contract: Sequence[Values]) ->
     (EXPECTATION_FIELDS of each expectation, in `position` order)."""
     ordered = sorted(contract, key=lambda e: int(e["position"]))
     document = _plain(declaration, DECLARATION_FIELDS)
+    for name in OPTIONAL_DECLARATION_FIELDS:
+        value = declaration.get(name)
+        if value is not None:
+            document[name] = _plain(declaration, (name,))[name]
     document["expectations"] = [{name: e[name] for name in EXPECTATION_FIELDS} for e in ordered]
     return _mac(key, _CANONICAL_JSON.encode(document).encode())
 

@@ -141,14 +141,20 @@ class LeaseStore:
             guard.append(runs.c.tenant_id == tenant_id)
         with self.db.write() as conn:
             renewed = None
+            cancel: str | None = None
             if token is not None:
                 result = conn.execute(
                     update(runs)
                     .where(*guard)
                     .values(lease_expires_at=expires_at)
-                    .returning(runs.c.lease_token)
+                    .returning(runs.c.lease_token, runs.c.cancel_requested_at, runs.c.cancel_reason)
                 )
-                renewed = result.scalar()
+                answered = result.first()
+                if answered is not None:
+                    renewed = answered.lease_token
+                    if answered.cancel_requested_at is not None:
+                        # the worker learns of a cancellation from its next heartbeat
+                        cancel = answered.cancel_reason or "cancelled"
             if renewed is None:
                 current = conn.execute(
                     select(runs.c.lease_worker_id, runs.c.lease_token, runs.c.tenant_id).where(
@@ -159,7 +165,7 @@ class LeaseStore:
                     raise RunNotFound(run_id)
                 holder, current_token = current.lease_worker_id, current.lease_token
                 raise LeaseLost(run_id, _why_refused(holder, current_token, worker_id, token))
-        return Lease(worker_id, renewed, expires_at)
+        return Lease(worker_id, renewed, expires_at, cancel)
 
     def wake_claimers(self) -> None:
         self.runs.signals.notify(CLAIMABLE)

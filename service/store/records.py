@@ -21,6 +21,8 @@ class Lease:
     worker_id: str
     token: str
     expires_at: datetime
+    cancel_reason: str | None = field(default=None, compare=False)
+    """Set in a heartbeat's answer when a cancellation waits for the worker to stop."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,91 @@ class HistoryEntry:
     attempt: int
     actor: str | None = None
     """Who made the move: the API key's id (None with auth off, or the service itself)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failed execution is retried: attempt n waits backoff_ms * multiplier^(n-1)."""
+
+    backoff_ms: int = 1000
+    multiplier: float = 2.0
+    max_backoff_ms: int | None = None
+
+    def delay_ms(self, failed_attempt: int) -> float:
+        """The backoff after attempt `failed_attempt` failed (1-based), before jitter."""
+        delay = self.backoff_ms * self.multiplier ** (failed_attempt - 1)
+        return delay if self.max_backoff_ms is None else min(delay, self.max_backoff_ms)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "backoff_ms": self.backoff_ms,
+            "multiplier": self.multiplier,
+            "max_backoff_ms": self.max_backoff_ms,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> RetryPolicy | None:
+        if data is None:
+            return None
+        return cls(int(data["backoff_ms"]), float(data["multiplier"]), data.get("max_backoff_ms"))
+
+
+APPROVAL_STATES = ("pending", "approved", "rejected", "expired")
+
+
+@dataclass(frozen=True)
+class RunControl:
+    """The run-control columns of a run (migration 0008), all optional."""
+
+    not_before: datetime | None = None
+    """The earliest a claim may take the run: its scheduled start, or a retry's backoff."""
+    queue_deadline: datetime | None = None
+    """Past it, a run still in CREATED is failed by the sweeper (queue_timeout_ms)."""
+    retry: RetryPolicy | None = None
+    result: Any = None
+    """What the handler returned (JSON), as execution-complete reported it."""
+    cancel_requested_at: datetime | None = None
+    cancel_reason: str | None = None
+    cancel_by: str | None = None
+    approval_state: str | None = None
+    """None: no approval needed; else one of APPROVAL_STATES."""
+    approval_by: str | None = None
+    approval_reason: str | None = None
+    approval_at: datetime | None = None
+    approval_deadline: datetime | None = None
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancel_requested_at is not None
+
+    def columns(self) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in CONTROL_COLUMNS if name != "retry_policy"}
+        values["retry_policy"] = None if self.retry is None else self.retry.as_json()
+        return values
+
+    @classmethod
+    def from_columns(cls, m: Any) -> RunControl:
+        if all(m[name] is None for name in CONTROL_COLUMNS):
+            return NO_CONTROL
+        values = {name: m[name] for name in CONTROL_COLUMNS if name != "retry_policy"}
+        return cls(retry=RetryPolicy.from_json(m["retry_policy"]), **values)
+
+
+CONTROL_COLUMNS = (
+    "not_before",
+    "queue_deadline",
+    "retry_policy",
+    "result",
+    "cancel_requested_at",
+    "cancel_reason",
+    "cancel_by",
+    "approval_state",
+    "approval_by",
+    "approval_reason",
+    "approval_at",
+    "approval_deadline",
+)
+NO_CONTROL = RunControl()
 
 
 @dataclass
@@ -57,6 +144,8 @@ class RunRow:
     updated_at: datetime
     created_by: str | None = None
     """The actor (API key id) that created the run."""
+    control: RunControl = field(default_factory=lambda: NO_CONTROL)
+    """Schedule, retries, result, cancellation and approval (DESIGN section 11)."""
     # the seal's bookkeeping, not the run's state: a late ack advances the chain
     # and changes nothing about the run, so rows compare without them
     chain_length: int = field(default=0, compare=False)
@@ -118,6 +207,8 @@ class NewRun:
     created_at: datetime
     created_by: str | None = None
     """The actor (API key id) that created the run."""
+    control: RunControl = field(default_factory=lambda: NO_CONTROL)
+    """Its schedule, queue timeout, retry policy and whether it waits for approval."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +232,8 @@ class RunChanges:
     finalize_deadline: datetime | None = None
     end_lease: bool = False
     """Drop the lease and take the run off the claim queue (a terminal move)."""
+    control: dict[str, Any] | None = None
+    """Run-control columns to set (CONTROL_COLUMNS names): a result, a cancellation."""
 
     def values(self) -> dict[str, Any]:
         """The columns to write (only those this change sets)."""
@@ -156,6 +249,8 @@ class RunChanges:
         }
         if self.end_lease:
             out.update(available=False, **NO_LEASE)
+        if self.control:
+            out.update(self.control)
         return out
 
 

@@ -20,7 +20,13 @@ from service.model.audit import (
     expectation_deadline,
 )
 from service.model.phases import PhaseTransition, RunPhase
-from service.store.records import HistoryEntry, Lease, RunRecord, RunRow
+from service.store.records import (
+    HistoryEntry,
+    Lease,
+    RunControl,
+    RunRecord,
+    RunRow,
+)
 from service.store.tables import acks, expectations, runs, transitions
 
 
@@ -64,6 +70,7 @@ def row_from_mapping(m: Any) -> RunRow:
     return RunRow(
         phase=RunPhase(m["phase"]),
         lease=lease,
+        control=RunControl.from_columns(m),
         **{name: m[name] for name in _ROW_FIELDS},
     )
 
@@ -74,6 +81,7 @@ def row_values(row: RunRow) -> dict[str, Any]:
     values["lease_worker_id"] = row.lease.worker_id if row.lease else None
     values["lease_token"] = row.lease.token if row.lease else None
     values["lease_expires_at"] = row.lease.expires_at if row.lease else None
+    values.update(row.control.columns())
     return values
 
 

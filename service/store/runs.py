@@ -217,6 +217,9 @@ def _new_run_values(new: NewRun) -> dict[str, Any]:
         "created_at": new.created_at,
         "updated_at": new.created_at,
         "created_by": new.created_by,
+        # a run waiting for its approval is off the claim queue until approved
+        "available": new.control.approval_state != "pending",
+        **new.control.columns(),
     }
 
 

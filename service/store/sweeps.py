@@ -1,6 +1,7 @@
 """What the liveness sweeper reads: expired leases and passed deadlines, live runs only.
 
-Each query reads a partial index (ix_runs_lease_expiry, ix_runs_live_deadline),
+Each query reads a partial index (ix_runs_lease_expiry, ix_runs_live_deadline,
+and the run-control deadlines of migration 0008),
 so a tick costs what is overdue, not what the deployment has kept
 (tests/sweeper check the plans on both databases).
 """
@@ -16,7 +17,13 @@ from sqlalchemy import Select, select, text
 from service.model.phases import RunPhase
 from service.store.database import Database
 from service.store.dialects import SWEEPER_LOCK_KEY
-from service.store.tables import LIVE_RUN, runs
+from service.store.tables import (
+    APPROVAL_PENDING,
+    CANCEL_PENDING,
+    LIVE_RUN,
+    QUEUED_WITH_DEADLINE,
+    runs,
+)
 
 SWEEP_BATCH = 200
 
@@ -62,6 +69,32 @@ def passed_deadlines_query(now: datetime) -> Select[Any]:
     )
 
 
+def _overdue(column: Any, index_condition: str, before: datetime) -> Select[Any]:
+    """Run ids whose `column` is at or before `before`, through the partial index whose
+    condition is written here as in the index (as for passed_deadlines_query)."""
+    return (
+        select(runs.c.id)
+        .where(text(index_condition), column <= before)
+        .order_by(column)
+        .limit(SWEEP_BATCH)
+    )
+
+
+def unstarted_query(now: datetime) -> Select[Any]:
+    """Runs still CREATED past their queue_deadline (reads ix_runs_queue_deadline)."""
+    return _overdue(runs.c.queue_deadline, QUEUED_WITH_DEADLINE, now)
+
+
+def expired_approvals_query(now: datetime) -> Select[Any]:
+    """Runs whose approval is still pending past its deadline (ix_runs_approval_deadline)."""
+    return _overdue(runs.c.approval_deadline, APPROVAL_PENDING, now)
+
+
+def overdue_cancellations_query(asked_before: datetime) -> Select[Any]:
+    """Live runs with a cancellation asked for before `asked_before` (ix_runs_cancel_requested)."""
+    return _overdue(runs.c.cancel_requested_at, CANCEL_PENDING, asked_before)
+
+
 class SweepStore:
     """The sweeper's reads, and its election among replicas."""
 
@@ -82,3 +115,8 @@ class SweepStore:
                 PassedDeadline(r.id, RunPhase(r.phase), r.finalize_deadline)
                 for r in conn.execute(passed_deadlines_query(now))
             ]
+
+    def overdue(self, query: Select[Any]) -> list[str]:
+        """The run ids one of the run-control queries above finds."""
+        with self.db.read() as conn:
+            return [str(r.id) for r in conn.execute(query)]

@@ -88,6 +88,9 @@ def _sealed() -> list[Column[Any]]:
 # Spelled out, not built from bound parameters: SQLite uses a partial index
 # only when the query contains its WHERE term as written (see the sweeper).
 LIVE_RUN = "phase NOT IN ('COMPLETED', 'FAILED')"
+QUEUED_WITH_DEADLINE = "phase = 'CREATED' AND queue_deadline IS NOT NULL"
+APPROVAL_PENDING = "approval_state = 'pending'"
+CANCEL_PENDING = LIVE_RUN + " AND cancel_requested_at IS NOT NULL"
 
 runs = Table(
     "runs",
@@ -129,6 +132,22 @@ runs = Table(
     Column("created_by", String(64), nullable=True),
     Column("chain_length", Integer, nullable=False, server_default=text("0")),
     Column("chain_head", String(64), nullable=True),
+    # run control (migration 0008, DESIGN section 11): the earliest a claim may
+    # take the run (its scheduled start, or a retry's backoff), how long it may
+    # wait unclaimed, its retry schedule, what its handler returned, a pending
+    # cancellation, and the human approval it waits for
+    Column("not_before", UTCDateTime, nullable=True),
+    Column("queue_deadline", UTCDateTime, nullable=True),
+    Column("retry_policy", JSON, nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("cancel_requested_at", UTCDateTime, nullable=True),
+    Column("cancel_reason", Text, nullable=True),
+    Column("cancel_by", String(200), nullable=True),
+    Column("approval_state", String(10), nullable=True),
+    Column("approval_by", String(200), nullable=True),
+    Column("approval_reason", Text, nullable=True),
+    Column("approval_at", UTCDateTime, nullable=True),
+    Column("approval_deadline", UTCDateTime, nullable=True),
     _phase_check("phase", "runs"),
     Index("ix_runs_idempotency_scope", "idempotency_scope", unique=True),
     Index("ix_runs_created", "created_at", "id"),
@@ -156,6 +175,26 @@ runs = Table(
         "finalize_deadline",
         sqlite_where=text(LIVE_RUN + " AND finalize_deadline IS NOT NULL"),
         postgresql_where=text(LIVE_RUN + " AND finalize_deadline IS NOT NULL"),
+    ),
+    # the sweeper's run-control deadlines (migration 0008): each index holds only
+    # the runs that can still pass that deadline
+    Index(
+        "ix_runs_queue_deadline",
+        "queue_deadline",
+        sqlite_where=text(QUEUED_WITH_DEADLINE),
+        postgresql_where=text(QUEUED_WITH_DEADLINE),
+    ),
+    Index(
+        "ix_runs_approval_deadline",
+        "approval_deadline",
+        sqlite_where=text(APPROVAL_PENDING),
+        postgresql_where=text(APPROVAL_PENDING),
+    ),
+    Index(
+        "ix_runs_cancel_requested",
+        "cancel_requested_at",
+        sqlite_where=text(CANCEL_PENDING),
+        postgresql_where=text(CANCEL_PENDING),
     ),
 )
 

@@ -2,9 +2,10 @@
 
 Guarantees (each held by the database, not only by the Python above it):
 - Every move is checked against VALID_TRANSITIONS here (`transition`), so no
-  caller, the kernel included, can persist a move the table forbids. The one
-  exception is an attempt entry (`record_attempt`: from == to), which starts
-  a new attempt without moving the run.
+  caller, the kernel included, can persist a move the table forbids. The
+  exceptions are entries with from == to, which never move the run: a new
+  attempt (`record_attempt`) and a control event (`record_event`: a
+  cancellation asked for, an approval asked for or given).
 - A move is one guarded UPDATE (`WHERE phase = :expected AND history_length
   = :n`) plus its history row; zero rows updated means someone else moved the
   run first, and nothing is written.
@@ -103,20 +104,48 @@ class RunTransaction:
         self._write_move(entry, row.attempt, values)
         return entry
 
-    def record_attempt(self, attempt: int, reason: str) -> PhaseTransition:
+    def record_attempt(
+        self,
+        attempt: int,
+        reason: str,
+        details: dict[str, Any] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> PhaseTransition:
         """Start attempt `attempt` in the current phase and put the run back in the queue.
 
         from == to: the run does not move (a retry never goes backwards); the
         entry carries the new attempt number, and later moves carry it too.
+        `values`: run columns the new attempt sets too (a retry's not_before).
         """
         row = self.row
         if row.is_terminal:
             raise PhaseTransitionError(row.id, row.phase, row.phase, "it is terminal")
         entry = PhaseTransition(
-            row.phase, row.phase, self.now, reason, {"attempt_started": attempt}
+            row.phase, row.phase, self.now, reason, {**(details or {}), "attempt_started": attempt}
         )
-        self._write_move(entry, attempt, {"attempt": attempt, "available": True, **NO_LEASE})
+        written = {**(values or {}), "attempt": attempt, "available": True, **NO_LEASE}
+        self._write_move(entry, attempt, written)
         return entry
+
+    def record_event(
+        self, event: str, reason: str, details: dict[str, Any], values: dict[str, Any]
+    ) -> PhaseTransition:
+        """A control event in the history (from == to, `details.event` names it) with
+        the run columns it sets.
+
+        The run does not move; the entry is sealed like any other, so who
+        asked for a cancellation or gave an approval is part of the evidence.
+        """
+        row = self.row
+        if row.is_terminal:
+            raise PhaseTransitionError(row.id, row.phase, row.phase, "it is terminal")
+        entry = PhaseTransition(row.phase, row.phase, self.now, reason, {**details, "event": event})
+        self._write_move(entry, row.attempt, values)
+        return entry
+
+    def release_lease(self) -> None:
+        """Drop the lease and put the run back in the queue; nothing else changes."""
+        self._update({"available": True, **NO_LEASE})
 
     def record_governance(self, passed: bool, reconciliation: dict[str, Any]) -> None:
         """Record a governance check's verdict on the run (no phase move)."""

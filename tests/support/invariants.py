@@ -13,6 +13,9 @@ from service.store.records import RunFilter, RunRecord
 from service.store.runs import RunStore
 
 
+CONTROL_EVENTS = ("cancel_requested", "approval_requested", "approved")
+
+
 def assert_history_valid(record: RunRecord) -> None:
     """Invariant 1: a path through VALID_TRANSITIONS from CREATED, ending at the phase.
 
@@ -25,9 +28,12 @@ def assert_history_valid(record: RunRecord) -> None:
         assert move.from_phase is phase, (
             f"run {record.id}: entry {index} leaves {move.from_phase}, but the run was in {phase}"
         )
-        if move.to_phase is move.from_phase:  # a new attempt, in place: never a move
-            assert move.details.get("attempt_started") == entry.attempt, (
-                f"run {record.id}: entry {index} stays in {phase} but starts no attempt"
+        if move.to_phase is move.from_phase:  # an attempt or a control event: never a move
+            assert move.details.get("attempt_started") == entry.attempt or move.details.get(
+                "event"
+            ) in CONTROL_EVENTS, (
+                f"run {record.id}: entry {index} stays in {phase} but starts no attempt "
+                "and records no control event"
             )
             continue
         assert move.to_phase in VALID_TRANSITIONS[move.from_phase], (

@@ -1,20 +1,22 @@
 """The /runs API, one router per resource (all under the `runs` tag).
 
 runs: create, list, get · leases: claim, heartbeat · moves: the lifecycle
-moves · acks: domain acks · governance: the check and the reconciliation · verify:
-the sealed history recomputed.
+moves · control: cancel, approve, reject, release · acks: domain acks ·
+governance: the check and the reconciliation · verify: the sealed history
+recomputed.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import acks, governance, leases, moves, runs, verify
+from service.api.routes import acks, control, governance, leases, moves, runs, verify
 
 ROUTERS: tuple[APIRouter, ...] = (
     runs.router,
     leases.router,
     moves.router,
+    control.router,
     acks.router,
     governance.router,
     verify.router,

@@ -89,4 +89,10 @@ def heartbeat(
         authority.clock(),
         principal.tenant_scope,
     )
-    return {"worker_id": lease.worker_id, "token": lease.token, "expires_at": lease.expires_at}
+    return {
+        "worker_id": lease.worker_id,
+        "token": lease.token,
+        "expires_at": lease.expires_at,
+        "cancel_requested": lease.cancel_reason is not None,
+        "cancel_reason": lease.cancel_reason,
+    }

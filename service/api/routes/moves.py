@@ -84,7 +84,7 @@ def execution_complete(
         run_id,
         lease_token,
         principal,
-        lambda run: run.execution_complete(body.success, body.error),
+        lambda run: run.execution_complete(body.success, body.error, body.result),
     )
 
 

@@ -10,16 +10,30 @@ from fastapi import APIRouter, Query, Response, status
 from service.api.deps import AuthorityDep, PrincipalDep, require, require_tenant
 from service.api.presenters import RokJSONResponse, run_json, run_summary_json
 from service.api.routes.common import AUTH, NOT_FOUND, POSTED, caller
-from service.api.schemas import CreateRunIn, ErrorOut, RunOut, RunPageOut, check_storable
+from service.api.schemas import (
+    CreateRunIn,
+    ErrorOut,
+    RetryIn,
+    RunOut,
+    RunPageOut,
+    check_storable,
+)
 from service.authority import Authority
 from service.errors import InvalidRequest
 from service.kernel import create_rok
 from service.model.phases import RunPhase
 from service.store.keys import RUNS_READ, RUNS_WRITE
+from service.store.records import RetryPolicy
 from service.store.runs import RunFilter
 from service.store.summaries import list_summaries
 
 router = APIRouter(prefix="/runs", tags=["runs"])
+
+
+def _retry_policy(retry: RetryIn | None) -> RetryPolicy | None:
+    if retry is None:
+        return None
+    return RetryPolicy(retry.backoff_ms, float(retry.multiplier), retry.max_backoff_ms)
 
 
 def _run(authority: Authority, run_id: str) -> RokJSONResponse:
@@ -58,9 +72,14 @@ def create_run(body: CreateRunIn, authority: AuthorityDep, principal: PrincipalD
             else None
         ),
         idempotency_key=body.idempotency_key,
-        max_attempts=body.max_attempts,
+        max_attempts=body.retry.max_attempts if body.retry else body.max_attempts,
         priority=body.priority,
         caller=caller(principal),
+        not_before=body.not_before,
+        queue_timeout_ms=body.queue_timeout_ms,
+        retry=_retry_policy(body.retry),
+        requires_approval=body.requires_approval,
+        approval_timeout_ms=body.approval_timeout_ms,
     )
     created = kernel.declare_expectations()
     answer = _run(authority, kernel.run_id)

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from pydantic import ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from service.api.schemas.base import Name, Pair, StrictModel
 from service.config import MAX_TIMEOUT_MS
@@ -26,6 +35,28 @@ class ExpectationIn(StrictModel):
         ge=1,
         le=MAX_TIMEOUT_MS,
         description="Defaults to the run timeout plus the grace period.",
+    )
+
+
+class RetryIn(StrictModel):
+    """How a failed execution is retried (DESIGN section 11)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"max_attempts": 3, "backoff_ms": 1000}]},
+    )
+
+    max_attempts: StrictInt = Field(
+        ge=1, le=100, description="Attempts in all, the first included."
+    )
+    backoff_ms: StrictInt = Field(
+        default=1000, ge=0, le=MAX_TIMEOUT_MS, description="The wait before the second attempt."
+    )
+    multiplier: StrictFloat | StrictInt = Field(
+        default=2.0, ge=1, le=10, description="Each later wait is the last one times this."
+    )
+    max_backoff_ms: StrictInt | None = Field(
+        default=None, ge=0, le=MAX_TIMEOUT_MS, description="No wait is longer (null: no cap)."
     )
 
 
@@ -60,6 +91,37 @@ class CreateRunIn(StrictModel):
     priority: StrictInt = Field(
         default=0, ge=-1000, le=1000, description="Higher is claimed first."
     )
+    not_before: AwareDatetime | None = Field(
+        default=None, description="No claim takes the run before this time (with a zone)."
+    )
+    queue_timeout_ms: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TIMEOUT_MS,
+        description="Still CREATED this long after it could start, the run is failed.",
+    )
+    retry: RetryIn | None = Field(
+        default=None,
+        description="Retry failed executions with backoff; sets max_attempts "
+        "(send one of the two).",
+    )
+    requires_approval: StrictBool = Field(
+        default=False, description="No claim takes the run before POST /runs/{id}/approve."
+    )
+    approval_timeout_ms: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TIMEOUT_MS,
+        description="Undecided this long, the run fails (default ROK_APPROVAL_TIMEOUT_MS).",
+    )
+
+    @model_validator(mode="after")
+    def _one_attempt_count(self) -> CreateRunIn:
+        if self.retry is not None and "max_attempts" in self.model_fields_set:
+            raise ValueError("send max_attempts or retry.max_attempts, not both")
+        if self.approval_timeout_ms is not None and not self.requires_approval:
+            raise ValueError("approval_timeout_ms needs requires_approval: true")
+        return self
 
     @field_validator("expectations")
     @classmethod
@@ -103,6 +165,11 @@ class ExecutionCompleteIn(StrictModel):
 
     success: StrictBool
     error: str | None = Field(default=None, max_length=10000)
+    result: Any = Field(
+        default=None,
+        description="What the handler returned (JSON, at most ROK_MAX_RESULT_BYTES); "
+        "shown as the run's `result`.",
+    )
 
 
 class AckIn(StrictModel):
@@ -240,3 +307,24 @@ class FailIn(StrictModel):
     )
 
     error: str = Field(min_length=1, max_length=10000)
+
+
+class CancelIn(StrictModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "superseded by a newer run"}]}
+    )
+
+    reason: str = Field(min_length=1, max_length=10000)
+
+
+class DecisionIn(StrictModel):
+    """An approval's decision: who decided and why."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"by": "alice", "reason": "reviewed"}]}
+    )
+
+    by: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Default: the API key's id."
+    )
+    reason: str | None = Field(default=None, max_length=10000)

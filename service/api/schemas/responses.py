@@ -21,8 +21,10 @@ class HistoryEntryOut(BaseModel):
     at: datetime
     reason: str | None
     attempt: int
-    kind: Literal["transition", "attempt"] = Field(
-        description="`attempt`: a new attempt began in the same phase (from == to)."
+    kind: Literal["transition", "attempt", "event"] = Field(
+        description="`attempt`: a new attempt began in the same phase (from == to); "
+        "`event`: a control event that moves nothing (`details.event`: cancel_requested, "
+        "approval_requested, approved)."
     )
     details: dict[str, Any]
     actor: str | None = Field(
@@ -92,6 +94,31 @@ class LeaseOut(BaseModel):
 
 class LeaseGrantOut(LeaseOut):
     token: str = Field(description="Send it as X-Lease-Token on every move of this run.")
+    cancel_requested: bool = Field(
+        default=False,
+        description="In a heartbeat's answer: stop the handler and report the run as failed.",
+    )
+    cancel_reason: str | None = Field(default=None, description="Why it was cancelled.")
+
+
+class ApprovalOut(BaseModel):
+    state: Literal["pending", "approved", "rejected", "expired"]
+    by: str | None = Field(description="Who decided (the approver's name, else the key id).")
+    reason: str | None
+    at: datetime | None = Field(description="When it was decided.")
+    deadline: datetime | None = Field(description="Undecided past it, the sweeper fails the run.")
+
+
+class CancellationOut(BaseModel):
+    requested_at: datetime
+    by: str | None
+    reason: str | None
+
+
+class RetryOut(BaseModel):
+    backoff_ms: int
+    multiplier: float
+    max_backoff_ms: int | None
 
 
 class RunOut(BaseModel):
@@ -120,6 +147,22 @@ class RunOut(BaseModel):
         description="Incidents the incidents domain opened for this run."
     )
     reconciliation: ReconciliationOut = Field(description="The reconciliation as of now.")
+    result: Any = Field(default=None, description="What the handler returned (JSON), if kept.")
+    not_before: datetime | None = Field(
+        default=None,
+        description="No claim takes the run earlier: its scheduled start, or a retry's backoff.",
+    )
+    queue_deadline: datetime | None = Field(
+        default=None, description="Still CREATED past it, the sweeper fails the run."
+    )
+    retry: RetryOut | None = Field(default=None, description="How failed executions are retried.")
+    cancel_requested: bool = Field(
+        default=False, description="A cancellation waits for the executing worker to stop."
+    )
+    cancellation: CancellationOut | None = Field(default=None)
+    approval: ApprovalOut | None = Field(
+        default=None, description="The human approval the run needs (null: none)."
+    )
 
 
 class ClaimOut(BaseModel):
