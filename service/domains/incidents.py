@@ -30,6 +30,7 @@ SEVERITY = {
     OutcomeKind.POLICY_VIOLATION: "high",
     OutcomeKind.DENIED: "low",
     OutcomeKind.SHUTDOWN: "medium",
+    OutcomeKind.CANCEL_REQUESTED: "low",
 }
 
 
@@ -50,9 +51,17 @@ class IncidentsDomain(Domain):
         why = f"{decision.decision}" + (f": {decision.reason}" if decision.reason else "")
         await self._open(ctx, OutcomeKind.DENIED, f"run of '{ctx.handler}' denied ({why})", acks)
 
+    async def on_attempt_failed(self, ctx: RunContext, outcome: Outcome) -> None:
+        """A failed attempt the run retries gets its incident too, kept here (and in the
+        journal): the run's one create_incident ack comes when the run ends, and lists
+        the failed attempts its history records."""
+        await self._record(ctx, outcome.kind, first_line(outcome.error), outcome.error)
+
     async def on_execution_end(self, ctx: RunContext, outcome: Outcome, acks: AckChannel) -> None:
+        earlier = failed_attempts(ctx)
         if outcome.success:
-            await acks.send(DOMAIN, ACTION, result_id=None, details=provenance(ctx))
+            details = {**provenance(ctx), **({"failed_attempts": earlier} if earlier else {})}
+            await acks.send(DOMAIN, ACTION, result_id=None, details=details)
             return
         await self._open(ctx, outcome.kind, first_line(outcome.error), acks, outcome.error)
 
@@ -64,6 +73,12 @@ class IncidentsDomain(Domain):
         acks: AckChannel,
         error: str | None = None,
     ) -> None:
+        incident_id, record = await self._record(ctx, kind, summary, error)
+        await acks.send(DOMAIN, ACTION, result_id=incident_id, details=record)
+
+    async def _record(
+        self, ctx: RunContext, kind: OutcomeKind, summary: str, error: str | None
+    ) -> tuple[str, dict[str, Any]]:
         incident_id = new_id("inc")
         record = {
             "kind": kind.value,
@@ -74,11 +89,23 @@ class IncidentsDomain(Domain):
             "opened_at": now_iso(),
             "error": error,
         }
+        earlier = failed_attempts(ctx)
+        if earlier:
+            record["failed_attempts"] = earlier
         self.opened.append({"incident_id": incident_id, "run_id": ctx.run_id, **record})
         if self._journal is not None:
             line = json.dumps({"incident_id": incident_id, "run_id": ctx.run_id, **record})
             await asyncio.to_thread(_append, self._journal, line)
-        await acks.send(DOMAIN, ACTION, result_id=incident_id, details=record)
+        return incident_id, record
+
+
+def failed_attempts(ctx: RunContext) -> list[dict[str, Any]]:
+    """The earlier attempts of the run that failed and were retried, from its history."""
+    return [
+        {"attempt": entry["attempt"] - 1, "error": entry["details"]["error"], "at": entry["at"]}
+        for entry in ctx.run.get("history") or []
+        if (entry.get("details") or {}).get("attempt_started") and entry["details"].get("error")
+    ]
 
 
 def _append(path: Path, line: str) -> None:

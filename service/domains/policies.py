@@ -40,6 +40,7 @@ import yaml
 
 from service.domains.evidence import new_id, provenance
 from service.worker import (
+    APPROVAL_REQUIRED,
     AckChannel,
     Decision,
     Domain,
@@ -55,7 +56,7 @@ DOMAIN = "policies"
 ACTION = "evaluate_policy"
 DENIED_BY_POLICY = "DENIED_BY_POLICY"
 
-_RULE_KEYS = {"max_cost", "max_steps", "max_duration_ms", "kill_switch"}
+_RULE_KEYS = {"max_cost", "max_steps", "max_duration_ms", "kill_switch", "require_approval"}
 _TOP_KEYS = {"kill_switch", "allowed_handlers", "defaults", "handlers"}
 
 
@@ -69,6 +70,8 @@ class HandlerRules:
     max_steps: int | None = None
     max_duration_ms: int | None = None
     kill_switch: bool = False
+    require_approval: bool = False
+    """A person approves each run of the handler before it starts (POST /runs/{id}/approve)."""
 
     def limits(self) -> Limits:
         return Limits(self.max_cost, self.max_steps, self.max_duration_ms)
@@ -180,8 +183,18 @@ class PoliciesDomain(Domain):
         return self._rules
 
     async def authorize(self, ctx: RunContext) -> Decision | None:
-        why = self.rules.denial(ctx.handler)
-        return Decision(DENIED_BY_POLICY, why) if why else None
+        rules = self.rules
+        why = rules.denial(ctx.handler)
+        if why:
+            return Decision(DENIED_BY_POLICY, why)
+        approval = ctx.run.get("approval") or {}
+        if rules.rules_for(ctx.handler).require_approval and approval.get("state") != "approved":
+            where = f" ({rules.source})" if rules.source else ""
+            # the run waits for a person, off the queue; once approved, this grants it
+            return Decision(
+                APPROVAL_REQUIRED, f"handler '{ctx.handler}' requires approval by policy{where}"
+            )
+        return None
 
     def limits(self, ctx: RunContext) -> Limits | None:
         return self.rules.rules_for(ctx.handler).limits()
@@ -247,6 +260,9 @@ def _rules(data: Any, base: HandlerRules, where: str) -> HandlerRules:
         rules = replace(rules, max_duration_ms=value)
     if "kill_switch" in data:
         rules = replace(rules, kill_switch=_bool(data["kill_switch"], f"{where}.kill_switch"))
+    if "require_approval" in data:
+        value = _bool(data["require_approval"], f"{where}.require_approval")
+        rules = replace(rules, require_approval=value)
     return rules
 
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, select, update
+from sqlalchemy import Connection, Select, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import InvalidRequest, LeaseLost, RunNotFound
@@ -90,7 +90,7 @@ class LeaseStore:
         tenant_id: str | None,
     ) -> tuple[RunRecord, Lease] | None:
         """One claim transaction; IntegrityError when `claim_id` already marks a lease."""
-        query = self.db.dialect.skip_locked(claim_query(handlers, tenant_id))
+        query = self.db.dialect.skip_locked(claim_query(handlers, tenant_id, now))
         lease = Lease(worker_id, secrets.token_hex(16), now + timedelta(milliseconds=lease_ms))
         with self.db.write() as conn:
             if claim_id is not None:
@@ -211,13 +211,19 @@ _FREE_EXPIRED_CLAIM = (
 )
 
 
-def claim_query(handlers: Sequence[str] | None, tenant_id: str | None = None) -> Select[Any]:
+def claim_query(
+    handlers: Sequence[str] | None, tenant_id: str | None = None, now: datetime | None = None
+) -> Select[Any]:
     """The next waiting run, through the partial index of waiting runs only.
 
     Its cost follows the queue's length, not the number of finished runs
-    (tests/store/test_claims.py checks the plan on both databases).
+    (tests/store/test_claims.py checks the plan on both databases). With
+    `now`, a run whose not_before (its scheduled start, a retry's backoff) is
+    later is passed over.
     """
     query = select(runs.c.id).where(runs.c.available)
+    if now is not None:
+        query = query.where(or_(runs.c.not_before.is_(None), runs.c.not_before <= now))
     if handlers:
         query = query.where(runs.c.handler.in_(list(handlers)))
     if tenant_id is not None:  # a tenant's worker key leases only its tenant's runs

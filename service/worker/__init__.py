@@ -21,8 +21,17 @@ from service.worker.api_errors import Conflict
 from service.worker.authorizer import Authorizer
 from service.worker.client import Claim, RokClient
 from service.worker.context import Limits, RunContext, Step
-from service.worker.hooks import GRANT, Decision, Domain, Muted, Wrapped, muted_by_input
+from service.worker.hooks import (
+    APPROVAL_REQUIRED,
+    GRANT,
+    Decision,
+    Domain,
+    Muted,
+    Wrapped,
+    muted_by_input,
+)
 from service.worker.outcome import (
+    CancelRequested,
     LeaseRevoked,
     Outcome,
     OutcomeKind,
@@ -35,9 +44,11 @@ from service.worker.pool import WorkerPool
 from service.worker.results import RunResult
 
 __all__ = [
+    "APPROVAL_REQUIRED",
     "GRANT",
     "AckChannel",
     "Authorizer",
+    "CancelRequested",
     "Claim",
     "Conflict",
     "Decision",

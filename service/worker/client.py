@@ -151,7 +151,9 @@ class RokClient:
     ) -> Run:
         """Authorize; with begin_execution a granted run goes on to EXECUTING at once."""
         body = {"decision": decision, "reason": reason, "begin_execution": begin_execution}
-        if decision != "GRANTED":
+        if decision == "APPROVAL_REQUIRED":
+            lands_in = {"CREATED"}  # held for a person, lease dropped
+        elif decision != "GRANTED":
             lands_in = {"FAILED"}
         else:
             lands_in = {"EXECUTING"} if begin_execution else {"AUTHORIZED"}
@@ -161,10 +163,20 @@ class RokClient:
         return await self._move(run_id, "begin-execution", token, None, {"EXECUTING"})
 
     async def execution_complete(
-        self, run_id: str, token: str | None, success: bool, error: str | None = None
+        self,
+        run_id: str,
+        token: str | None,
+        success: bool,
+        error: str | None = None,
+        result: Any = None,
     ) -> Run:
-        body = {"success": success, "error": error}
-        return await self._move(run_id, "execution-complete", token, body, {"GOVERNANCE_CHECK"})
+        """Report the outcome; a failure under a retry policy with attempts left lands back
+        in EXECUTING as the next attempt (no lease: claimable after its backoff)."""
+        body: dict[str, Any] = {"success": success, "error": error}
+        if result is not None:
+            body["result"] = result
+        lands_in = {"GOVERNANCE_CHECK"} if success else {"GOVERNANCE_CHECK", "EXECUTING"}
+        return await self._move(run_id, "execution-complete", token, body, lands_in)
 
     async def governance_check(
         self,
@@ -219,6 +231,24 @@ class RokClient:
         answer, so a finalize is never applied twice nor reported as lost."""
         body = {"success": success, "error": error}
         return await self._move(run_id, "finalize", token, body, TERMINAL)
+
+    async def cancel(self, run_id: str, reason: str, token: str | None = None) -> Run:
+        """FAILED now, or (executing) the worker is told to stop; see DESIGN section 11."""
+        return await self._move(run_id, "cancel", token, {"reason": reason}, {"FAILED"})
+
+    async def approve(self, run_id: str, by: str | None = None, reason: str | None = None) -> Run:
+        response = await self._sender.send(
+            "POST", f"/runs/{run_id}/approve", json={"by": by, "reason": reason}
+        )
+        return _json(response)
+
+    async def reject(self, run_id: str, by: str | None = None, reason: str | None = None) -> Run:
+        return await self._move(run_id, "reject", None, {"by": by, "reason": reason}, {"FAILED"})
+
+    async def release(self, run_id: str, token: str) -> Run:
+        """Give a claimed run back: no lease, claimable again, nothing else changes."""
+        response = await self._sender.send("POST", f"/runs/{run_id}/release", headers=_lease(token))
+        return _json(response)
 
     async def fail(self, run_id: str, error: str, token: str | None = None) -> Run:
         return await self._move(run_id, "fail", token, {"error": error}, {"FAILED"})

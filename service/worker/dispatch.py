@@ -22,6 +22,10 @@ from service.worker.outcome import describe_exception
 log = logging.getLogger("rok.worker.domains")
 
 
+UNACKED_HOOKS = frozenset({"on_attempt_failed"})
+"""Hooks called without the ack channel: a failed attempt that will be retried."""
+
+
 class DomainDispatcher:
     def __init__(
         self,
@@ -76,9 +80,11 @@ class DomainDispatcher:
         if previous is not None:
             await asyncio.wait({previous})
         method = getattr(domain, hook)
+        # a hook that owes nothing gets no channel: the run's evidence is acked once
+        channel = () if hook in UNACKED_HOOKS else (self._acks,)
         try:
             async with asyncio.timeout(self._timeout_s):
-                await method(self._ctx, *args, self._acks)
+                await method(self._ctx, *args, *channel)
         except TimeoutError:
             log.warning(
                 "domain %s hung in %s for run %s (over %.1fs); its acks stay missing",

@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from service.worker.acks import AckChannel
-from service.worker.api_errors import Conflict, RunMissing
+from service.worker.api_errors import ApiError, Conflict, RunMissing
 from service.worker.authorizer import Authorizer, decide
 from service.worker.client import TERMINAL, Claim, RokClient, Run
 from service.worker.context import Limits, RunContext
 from service.worker.dispatch import DomainDispatcher
 from service.worker.execution import Handler, execute
-from service.worker.hooks import GRANTED, Domain
+from service.worker.hooks import APPROVAL_REQUIRED, GRANTED, Domain
 from service.worker.lease import LeaseKeeper
-from service.worker.outcome import Outcome, OutcomeKind
+from service.worker.outcome import Outcome, OutcomeKind, keepable
 from service.worker.results import RunResult
 
 log = logging.getLogger("rok.worker")
@@ -111,6 +111,11 @@ class RunDriver:
                 decision = await decide(
                     ctx, self._domains, self._authorizer, self._settings.authorize_timeout_s
                 )
+                if decision.decision == APPROVAL_REQUIRED:
+                    # held for a person: the run leaves us, claimable again once approved
+                    return await client.authorize(
+                        ctx.run_id, token, APPROVAL_REQUIRED, decision.reason
+                    )
                 if not decision.granted:
                     # the acks land before the denial makes the run terminal (else: drift)
                     domains.emit("on_denied", decision)
@@ -128,17 +133,23 @@ class RunDriver:
                 run = await client.begin_execution(ctx.run_id, token)
                 phase = run["phase"]
             if phase == "EXECUTING":
-                outcome = await self._execute(domains, run)
-                domains.emit("on_execution_end", outcome)
+                outcome = keepable(await self._execute(domains, run))
                 if outcome.kind is OutcomeKind.SHUTDOWN:
                     # no time for a governance check: the evidence, then the failure
+                    domains.emit("on_execution_end", outcome)
                     await domains.settle(self._settings.domain_timeout_s)
                     await acks.flush()
                     return await client.fail(ctx.run_id, outcome.error or "shutdown", token)
-                run = await client.execution_complete(
-                    ctx.run_id, token, outcome.success, outcome.error
-                )
+                run, outcome = await self._report(outcome)
                 phase = run["phase"]
+                if phase == "EXECUTING":
+                    # the retry policy made this failure the next attempt: the run's
+                    # evidence is acked once, by the attempt that ends it
+                    self._outcome = outcome
+                    domains.emit("on_attempt_failed", outcome)
+                    await domains.settle(self._settings.domain_timeout_s)
+                    return run
+                domains.emit("on_execution_end", outcome)
             else:
                 outcome = Outcome.recorded(run)
                 if phase == "GOVERNANCE_CHECK" and run.get("governance") is None:
@@ -180,6 +191,28 @@ class RunDriver:
         if not outcome.reportable:
             raise RunLost(outcome.error)
         return outcome
+
+    async def _report(self, outcome: Outcome) -> tuple[Run, Outcome]:
+        """execution-complete with the outcome and the handler's result.
+
+        A result the service refuses (over ROK_MAX_RESULT_BYTES) fails the
+        execution with the service's reason instead: the run must not be left
+        executing because of what its handler returned.
+        """
+        ctx, client, token = self.ctx, self._client, self._token
+        try:
+            run = await client.execution_complete(
+                ctx.run_id, token, outcome.success, outcome.error, outcome.result
+            )
+            return run, outcome
+        except ApiError as exc:
+            if outcome.result is None or exc.status != 422 or "result" not in exc.detail:
+                raise
+            why = exc.detail
+        refused = Outcome(OutcomeKind.HANDLER_ERROR, f"result refused: {why}")
+        self._outcome = refused
+        run = await client.execution_complete(ctx.run_id, token, False, refused.error)
+        return run, refused
 
     def _limits(self) -> Limits:
         """The tightest of the limits the domains set."""

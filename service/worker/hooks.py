@@ -30,9 +30,11 @@ from service.worker.acks import AckChannel, Pair
 from service.worker.context import Limits, RunContext, Step
 from service.worker.outcome import Outcome
 
-HOOKS = ("on_denied", "on_execution_start", "on_step", "on_execution_end")
+HOOKS = ("on_denied", "on_execution_start", "on_step", "on_attempt_failed", "on_execution_end")
 
 GRANTED = "GRANTED"
+APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
+"""A decision that holds the run for a person's approval instead of denying it."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,10 @@ class Domain:
     async def on_step(self, ctx: RunContext, step: Step, acks: AckChannel) -> None:
         """The handler called ctx.step()."""
 
+    async def on_attempt_failed(self, ctx: RunContext, outcome: Outcome) -> None:
+        """An attempt failed and the run's retry policy makes the next one (after its
+        backoff). Nothing is owed here: the run's evidence is acked once, at its end."""
+
     async def on_execution_end(self, ctx: RunContext, outcome: Outcome, acks: AckChannel) -> None:
         """Execution ended (or an earlier attempt's outcome, for a resumed run)."""
 
@@ -107,6 +113,9 @@ class Wrapped(Domain):
 
     async def on_step(self, ctx: RunContext, step: Step, acks: AckChannel) -> None:
         await self.inner.on_step(ctx, step, acks)
+
+    async def on_attempt_failed(self, ctx: RunContext, outcome: Outcome) -> None:
+        await self.inner.on_attempt_failed(ctx, outcome)
 
     async def on_execution_end(self, ctx: RunContext, outcome: Outcome, acks: AckChannel) -> None:
         await self.inner.on_execution_end(ctx, outcome, acks)

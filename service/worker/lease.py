@@ -15,7 +15,7 @@ import logging
 from service.worker.api_errors import ApiError, Conflict, RunMissing
 from service.worker.client import RokClient
 from service.worker.context import RunContext
-from service.worker.outcome import LeaseRevoked, RunCancelled
+from service.worker.outcome import CancelRequested, LeaseRevoked, RunCancelled
 
 log = logging.getLogger("rok.worker.lease")
 
@@ -43,9 +43,12 @@ class LeaseKeeper:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                await self._client.heartbeat(
+                answer = await self._client.heartbeat(
                     self._ctx.run_id, self._ctx.worker_id, self.token, self._lease_ms
                 )
+                if answer.get("cancel_requested"):
+                    # keep heartbeating: the run is still ours, to fail through the normal path
+                    self._ctx.stop(CancelRequested(answer.get("cancel_reason") or "cancelled"))
             except (Conflict, RunMissing) as exc:
                 await self._lost(exc.detail)
                 return

@@ -10,6 +10,7 @@ can still tell the incidents domain what kind of failure it was.
 from __future__ import annotations
 
 import enum
+import json
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ class OutcomeKind(enum.StrEnum):
     """The authorizer refused the run; it never executed."""
     CANCELLED = "cancelled"
     """The run was failed from outside (an operator, the sweeper) while it ran."""
+    CANCEL_REQUESTED = "cancel_requested"
+    """An operator cancelled the run while it ran: the worker fails it, governed."""
     LEASE_LOST = "lease_lost"
     """This worker's lease was fenced: someone else owns the run now."""
     SHUTDOWN = "shutdown"
@@ -59,6 +62,18 @@ class RunCancelled(Exception):
     def error(self) -> str:
         """The run's error: the kind's prefix, then why."""
         return self.prefix + self.why
+
+
+class CancelRequested(RunCancelled):
+    """POST /runs/{id}/cancel reached the handler (through a heartbeat's answer).
+
+    Unlike a run failed from outside, the run is still ours: the pool reports
+    the failure through execution-complete, so its incident and governance
+    check still happen.
+    """
+
+    kind = OutcomeKind.CANCEL_REQUESTED
+    prefix = "cancelled: "
 
 
 class RunTimedOut(RunCancelled):
@@ -136,6 +151,23 @@ class Outcome:
                 error = reason[len(_EXECUTION_FAILED) :]
                 break
         return cls(OutcomeKind.from_error(error), error)
+
+
+def keepable(outcome: Outcome) -> Outcome:
+    """The outcome, or a handler error when its result cannot be sent as JSON.
+
+    The service keeps what a handler returns as the run's `result`; a value
+    JSON cannot carry (a set, an object, NaN) fails the execution with a
+    reason naming the type, rather than being dropped or stringified.
+    """
+    if outcome.result is None:
+        return outcome
+    try:
+        json.dumps(outcome.result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        why = f"the handler's result is not JSON ({type(outcome.result).__name__}): {exc}"
+        return Outcome(OutcomeKind.HANDLER_ERROR, why)
+    return outcome
 
 
 # The kernel's reason for entering GOVERNANCE_CHECK after a failed execution.

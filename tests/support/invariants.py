@@ -12,7 +12,6 @@ from service.model.phases import VALID_TRANSITIONS, RunPhase
 from service.store.records import RunFilter, RunRecord
 from service.store.runs import RunStore
 
-
 CONTROL_EVENTS = ("cancel_requested", "approval_requested", "approved")
 
 
@@ -29,9 +28,10 @@ def assert_history_valid(record: RunRecord) -> None:
             f"run {record.id}: entry {index} leaves {move.from_phase}, but the run was in {phase}"
         )
         if move.to_phase is move.from_phase:  # an attempt or a control event: never a move
-            assert move.details.get("attempt_started") == entry.attempt or move.details.get(
-                "event"
-            ) in CONTROL_EVENTS, (
+            assert (
+                move.details.get("attempt_started") == entry.attempt
+                or move.details.get("event") in CONTROL_EVENTS
+            ), (
                 f"run {record.id}: entry {index} stays in {phase} but starts no attempt "
                 "and records no control event"
             )
