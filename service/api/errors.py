@@ -19,6 +19,7 @@ from service.errors import (
     RunNotFound,
     Unauthorized,
 )
+from service.kernel.rulebook import MoveRefused
 
 STATUS_BY_ERROR: dict[type[RokError], int] = {
     RunNotFound: 404,
@@ -48,6 +49,9 @@ async def _rok_error(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, PhaseTransitionError):
         body["current_phase"] = exc.current
         body["requested_phase"] = exc.requested
+    if isinstance(exc, MoveRefused):  # which rule refused, and whether waiting may help
+        body["rule"] = exc.rule
+        body["verdict"] = exc.verdict
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
     return JSONResponse(status_code=status_for(exc), content=body, headers=headers)
 

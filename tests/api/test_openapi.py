@@ -36,6 +36,11 @@ SECTION_4_ENDPOINTS = [
     ("post", "/runs/{run_id}/fail"),
     ("get", "/runs/{run_id}/reconciliation"),
     ("get", "/healthz"),
+    # run control, DESIGN section 11
+    ("post", "/runs/{run_id}/cancel"),
+    ("post", "/runs/{run_id}/approve"),
+    ("post", "/runs/{run_id}/reject"),
+    ("post", "/runs/{run_id}/release"),
 ]
 
 

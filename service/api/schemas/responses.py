@@ -201,6 +201,12 @@ class ErrorOut(BaseModel):
     detail: str
     current_phase: RunPhase | None = None
     requested_phase: RunPhase | None = None
+    rule: str | None = Field(
+        default=None, description="The rule that refused the move (service.kernel.rulebook)."
+    )
+    verdict: Literal["reject", "wait"] | None = Field(
+        default=None, description="`wait`: the same move may be accepted later."
+    )
     code: str | None = Field(
         default=None,
         description="Set by the gates in front of the routes, naming the refusal: "
