@@ -9,9 +9,11 @@
 #
 # /data holds the embedded SQLite database and the key that seals run
 # histories (ROK_HISTORY_KEY_FILE): keep the volume. For a team, set
-# ROK_DATABASE_URL to postgresql+psycopg://… (and ROK_HISTORY_KEY) and run as many replicas as you like (ROK_MIGRATE=1 is
-# safe in all of them: migrators take turns on an advisory lock). Keys are
-# required (ROK_AUTH=required): create them with `rok keys create` as above.
+# ROK_DATABASE_URL to postgresql+psycopg://… and ROK_HISTORY_KEY, and run as
+# many replicas as you like (ROK_MIGRATE=1 is safe in all of them: migrators
+# take turns on an advisory lock). Keys are required (ROK_AUTH=required):
+# create them with `rok keys create` as above. The entrypoint is
+# docker/entrypoint.sh; tests/packaging/test_entrypoint.py runs it with the wheel.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
