@@ -9,9 +9,10 @@ The scripts (env.py, versions/) have one home in the repository, the top-level
 alembic/, which `alembic upgrade head` uses through alembic.ini. The wheel
 carries a copy of that directory as service/_alembic (pyproject.toml), so an
 installed rok finds its migrations beside its code, whatever the working
-directory; a checkout or an editable install has no such copy and uses
-alembic/ itself. alembic.ini is not read here: it only holds what the plain
-`alembic` command needs (where the scripts are, logging).
+directory; in a checkout or an editable install, whose `service` is the
+checkout's own, there is no such copy and rok uses alembic/ itself.
+alembic.ini is not read here: it only holds what the plain `alembic` command
+needs (where the scripts are, logging).
 """
 
 from __future__ import annotations
