@@ -14,7 +14,7 @@ PORT ?= 8000
 RUN_CMD ?= ROK_AUTH=off $(BIN)/rok serve --migrate --demo --host $(HOST) --port $(PORT)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint format check openapi bench clean
+.PHONY: venv run test lint format check openapi bench wheel clean
 
 venv: $(STAMP)
 
@@ -52,6 +52,10 @@ bench: venv
 # the committed OpenAPI contract; CI diffs it against the app
 openapi: venv
 	$(BIN)/python -m service.api.openapi_export openapi/openapi.json
+
+# rok's wheel in dist/, migrations inside: `pip install dist/rok-*.whl` works from anywhere
+wheel: venv
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 
 # build and cache leftovers only: .venv (make venv rebuilds it) and rok.db (your runs) stay
 clean:

@@ -4,6 +4,8 @@ The URL comes from the caller (`config.attributes["url"]`, set by
 service.store.migrations) or from ROK_DATABASE_URL, the variable the service
 itself reads, so `alembic upgrade head` and `rok db upgrade` migrate the same
 database. Connection setup (WAL, locking) lives in service.store.migrations.
+An installed rok runs this file from its wheel (service/_alembic/env.py), so it
+imports nothing but `service` and Alembic.
 """
 
 from __future__ import annotations

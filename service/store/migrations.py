@@ -5,15 +5,20 @@ service never creates tables itself: `rok db upgrade` (or `rok serve
 --migrate`) migrates, and `rok serve` checks the revision first, because
 code running against a schema it was not written for can corrupt runs.
 
-alembic.ini and alembic/ live at the top of the repository, not inside the
-package, so they are found from this file's location (a checkout or an
-editable install), then from the working directory (the Docker image, which
-installs the package and keeps the project in its WORKDIR).
+The scripts (env.py, versions/) have one home in the repository, the top-level
+alembic/, which `alembic upgrade head` uses through alembic.ini. The wheel
+carries a copy of that directory as service/_alembic (pyproject.toml), so an
+installed rok finds its migrations beside its code, whatever the working
+directory; in a checkout or an editable install, whose `service` is the
+checkout's own, there is no such copy and rok uses alembic/ itself.
+alembic.ini is not read here: it only holds what the plain `alembic` command
+needs (where the scripts are, logging).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,33 +35,38 @@ from alembic import command
 from service.errors import RokError, SchemaOutOfDate
 from service.store.dialects import dialect_for
 
+# The checkout holding this file; in an installed wheel it names site-packages'
+# parent instead, where no alembic/ is.
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGED_SCRIPTS = "_alembic"  # where the wheel puts alembic/, inside the service package
 
 
 class MigrationsNotFound(RokError):
-    """rok was installed without its migrations and started outside the project."""
+    """rok's migration scripts are neither inside the installed package nor in a checkout."""
 
 
-def project_dir() -> Path:
-    """The directory holding alembic.ini and alembic/."""
-    for candidate in (REPO_ROOT, Path.cwd()):
-        if (candidate / "alembic.ini").is_file() and (candidate / "alembic").is_dir():
+def script_location() -> Path:
+    """The directory holding env.py and versions/: the wheel's copy first, then the checkout's."""
+    # A wheel installs service/ as plain files, so the package's files are a directory.
+    packaged = Path(str(importlib.resources.files("service"))) / PACKAGED_SCRIPTS
+    checkout = REPO_ROOT / "alembic"
+    for candidate in (packaged, checkout):
+        if (candidate / "env.py").is_file() and (candidate / "versions").is_dir():
             return candidate
     raise MigrationsNotFound(
-        f"alembic.ini and alembic/ are neither in {REPO_ROOT} nor in {Path.cwd()}: "
-        "run rok from the project directory"
+        f"rok's migrations are missing: neither {packaged} (an installed rok) nor "
+        f"{checkout} (a checkout) holds env.py and versions/; reinstall rok from its wheel"
     )
 
 
 def alembic_config(url: str) -> Config:
     """An Alembic config for `url` that works from any working directory."""
-    root = project_dir()
-    config = Config(str(root / "alembic.ini"))
-    config.set_main_option("script_location", str(root / "alembic"))
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    config.set_main_option("path_separator", "os")
     config.attributes["url"] = url
-    # env.py would otherwise apply alembic.ini's logging setup, which replaces
-    # the logging of the process that called us (uvicorn's, pytest's).
-    config.attributes["configure_logging"] = False
+    # No config file, so env.py leaves logging alone: alembic.ini's setup would
+    # replace the logging of the process that called us (uvicorn's, pytest's).
     return config
 
 
@@ -79,7 +89,7 @@ def downgrade(url: str, revision: str) -> None:
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
     if head is None:
-        raise RuntimeError("alembic/versions holds no migration")
+        raise RuntimeError(f"{script_location() / 'versions'} holds no migration")
     return head
 
 
