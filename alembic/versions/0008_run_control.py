@@ -23,7 +23,7 @@ LIVE_RUN = "phase NOT IN ('COMPLETED', 'FAILED')"
 PARTIAL_INDEXES = {
     "ix_runs_queue_deadline": (
         "queue_deadline",
-        "phase = 'CREATED' AND queue_deadline IS NOT NULL",
+        "queue_deadline IS NOT NULL AND clock_started_at IS NULL",
     ),
     "ix_runs_approval_deadline": ("approval_deadline", "approval_state = 'pending'"),
     "ix_runs_cancel_requested": (

@@ -88,7 +88,10 @@ def _sealed() -> list[Column[Any]]:
 # Spelled out, not built from bound parameters: SQLite uses a partial index
 # only when the query contains its WHERE term as written (see the sweeper).
 LIVE_RUN = "phase NOT IN ('COMPLETED', 'FAILED')"
-QUEUED_WITH_DEADLINE = "phase = 'CREATED' AND queue_deadline IS NOT NULL"
+# "has not started" as the audit clock says, not as `phase = 'CREATED'`: with
+# the phase in the condition SQLite reads ix_runs_phase_created (every queued
+# run) instead; every move out of CREATED starts the clock (kernel.rules.clock_start)
+QUEUED_WITH_DEADLINE = "queue_deadline IS NOT NULL AND clock_started_at IS NULL"
 APPROVAL_PENDING = "approval_state = 'pending'"
 CANCEL_PENDING = LIVE_RUN + " AND cancel_requested_at IS NOT NULL"
 

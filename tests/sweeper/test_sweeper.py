@@ -14,7 +14,13 @@ from service.errors import LeaseLost
 from service.kernel.kernel import create_rok
 from service.model.audit import ReconciliationStatus
 from service.model.phases import RunPhase
-from service.store.sweeps import expired_leases_query, passed_deadlines_query
+from service.store.sweeps import (
+    expired_approvals_query,
+    expired_leases_query,
+    overdue_cancellations_query,
+    passed_deadlines_query,
+    unstarted_query,
+)
 from service.sweeper import Sweeper
 
 LEASE_MS = 1000
@@ -173,6 +179,9 @@ def test_one_replica_sweeps_at_a_time(authority: Authority) -> None:
     [
         (expired_leases_query, "ix_runs_lease_expiry"),
         (passed_deadlines_query, "ix_runs_live_deadline"),
+        (unstarted_query, "ix_runs_queue_deadline"),
+        (expired_approvals_query, "ix_runs_approval_deadline"),
+        (overdue_cancellations_query, "ix_runs_cancel_requested"),
     ],
 )
 def test_each_sweep_reads_only_its_partial_index(
