@@ -16,7 +16,13 @@ import pytest
 
 from service.api.auth import CONSOLE_COOKIE
 from tests.api.gates import Served, serving
-from tests.api.test_console import counts, html_page, listed, page_text
+from tests.api.test_console import (
+    assert_loads_nothing_foreign,
+    counts,
+    html_page,
+    listed,
+    page_text,
+)
 
 
 @pytest.fixture
@@ -87,6 +93,18 @@ def test_over_https_the_cookie_is_secure(migrated_url: str) -> None:
         answer = log_in(served, secret_of(served, "runs:read"))
         assert answer.status_code == 303
         assert "secure" in cookie_attributes(answer)
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    ["https://evil.example/ui", "//evil.example/ui", "/runs", "/uix", "/ui\\@evil.example", ""],
+)
+def test_the_login_sends_back_to_console_pages_only(served: Served, elsewhere: str) -> None:
+    form = html_page(served.http.get("/ui/login", params={"next": elsewhere}))
+    assert_loads_nothing_foreign(form)
+    assert 'name="next" value="/ui"' in form
+    answer = log_in(served, secret_of(served, "runs:read"), back=elsewhere)
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui"
 
 
 def test_a_bad_key_sets_no_cookie(served: Served) -> None:
