@@ -204,8 +204,18 @@ def test_stale_and_incomplete_runs_are_marked(served: Served) -> None:
     governed = api.at(RunPhase.COMPLETED)
     unchecked = api.at(RunPhase.FAILED)  # ended before any evidence: missing
     late = api.at(RunPhase.EXECUTING, run_timeout_ms=TIMEOUT_MS)
+    # a check that did not pass (evidence missing), and the run completed anyway
+    ungoverned = api.at(RunPhase.GOVERNANCE_CHECK)
+    assert api.governance_check(ungoverned)["passed"] is False
+    api.begin_finalization(ungoverned)
+    api.finalize(ungoverned)
     html = html_page(served.http.get("/ui"))
-    assert marks_of(html) == {governed: set(), unchecked: {"incomplete"}, late: set()}
+    assert marks_of(html) == {
+        governed: set(),
+        unchecked: {"incomplete"},
+        late: set(),
+        ungoverned: {"incomplete"},
+    }
 
     served.clock.advance(PAST_THE_DEADLINE_S)  # past the finalize deadline, still executing
     html = html_page(served.http.get("/ui"))
