@@ -382,21 +382,40 @@ def test_fields_the_api_adds_to_a_run_show_up(
     """A field the presenter serves appears on the page without a change to the console."""
 
     def with_more(record: Any, now: Any) -> dict[str, Any]:
+        served_run = run_json(record, now)
+        event = {
+            "from": "CREATED",
+            "to": "CREATED",
+            "at": served_run["created_at"],
+            "reason": "asked by the operator",
+            "attempt": 1,
+            "kind": "event",
+            "details": {"event": "cancel_requested"},
+            "actor": None,
+        }
         return {
-            **run_json(record, now),
+            **served_run,
+            "history": [*served_run["history"], event],
             "result": {"rows": 1204, "file": "out.csv"},
-            "cancel_requested": False,
+            "cancel_requested": True,
+            "not_before": served_run["created_at"],
         }
 
     monkeypatch.setattr(routes, "run_json", with_more)
     run_id = served.api.create(input={"query": "select 1"})["id"]
     html = html_page(served.http.get(f"/ui/runs/{run_id}"))
+    assert_loads_nothing_foreign(html)
     fields = re.search(r'<section class="fields">.*?</section>', html, re.DOTALL)
     assert fields is not None
     text = page_text(fields.group(0))
     assert '"rows": 1204' in text and '"file": "out.csv"' in text
-    assert "cancel_requested false" in text
+    assert "cancel_requested true" in text
+    assert re.search(r"not_before \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC", text), "a time"
     assert '"query": "select 1"' in text
+    # a control event: a mark on the timeline and a line of the history
+    events = svg_with_class(timeline_svg(html), "path", "event")
+    assert len(events) == 1 and "cancel_requested" in (events[0].findtext("title") or "")
+    assert "event cancel_requested in CREATED" in page_text(html)
 
 
 @pytest.mark.parametrize("run_id", [UNKNOWN_RUN, "not-a-uuid", "1"])

@@ -67,6 +67,22 @@ def test_a_live_run_s_spans_end_now_and_an_attempt_moves_no_phase() -> None:
     ]
 
 
+def test_a_control_event_is_a_mark_on_the_phase_lane_and_moves_nothing() -> None:
+    cancel = {
+        **move("EXECUTING", "EXECUTING", 3, reason="the operator asked"),
+        "kind": "event",
+        "details": {"event": "cancel_requested"},
+    }
+    history = [move("CREATED", "EXECUTING", 1), cancel, move("EXECUTING", "FAILED", 4)]
+    drawn = timeline.draw(run("FAILED", history), now=at(4))
+    assert [s.phase for s in drawn.spans] == ["CREATED", "EXECUTING"]
+    assert [(e.y, e.title) for e in drawn.events] == [
+        (drawn.lanes[0].y, "cancel_requested at 2026-12-02 09:00:03.000 UTC: the operator asked")
+    ]
+    assert drawn.events[0].x == pytest.approx(drawn.plot_left + 0.75 * timeline.PLOT_WIDTH)
+    assert timeline.attempt_starts(run("FAILED", history)) == [(1, at(0), None)]
+
+
 def test_a_finished_run_ends_with_a_mark_not_a_span() -> None:
     history = [move("CREATED", "FAILED", 2)]
     drawn = timeline.draw(run("FAILED", history), now=at(60))

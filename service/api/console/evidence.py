@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from service.model.audit import FINALIZE_RUN
@@ -110,4 +111,5 @@ def other_fields(run: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 def is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
+    """A value shown on one line (a time as a time); anything else is shown as JSON."""
+    return value is None or isinstance(value, str | int | float | bool | datetime)

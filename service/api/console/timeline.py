@@ -113,6 +113,7 @@ class Timeline:
     attempts: Sequence[Box]
     boundaries: Sequence[Boundary]
     acks: Sequence[Mark]
+    events: Sequence[Mark]
     deadlines: Sequence[Mark]
     end: Mark | None
     ticks: Sequence[Tick]
@@ -124,7 +125,7 @@ def phase_spans(run: Mapping[str, Any], now: datetime) -> list[PhaseSpan]:
     """Each stay of the run in a phase, in order; the terminal phase is no span (it is the end).
 
     The run is CREATED from its creation; every transition of its history ends
-    one span and begins the next. Attempt entries (from == to) move nothing.
+    one span and begins the next. Attempt and event entries (from == to) move nothing.
     """
     spans: list[PhaseSpan] = []
     phase, start, attempt = RunPhase.CREATED.value, run["created_at"], 1
@@ -244,6 +245,18 @@ def draw(run: Mapping[str, Any], now: datetime) -> Timeline:
         )
         for a in run["acks"]
     ]
+    # control events (a cancellation asked, an approval given) move no phase: marks above it
+    events = [
+        Mark(
+            axis.x(h["at"]),
+            lane_y["phase"],
+            "event",
+            f"{(h.get('details') or {}).get('event', 'event')} at {format_time(h['at'])}"
+            + (f": {h['reason']}" if h.get("reason") else ""),
+        )
+        for h in run["history"]
+        if h["kind"] == "event"
+    ]
     deadlines = list(_deadlines(run["expectations"], axis, end, lane_y))
     end_mark = None
     if RunPhase(run["phase"]) in TERMINAL_PHASES:
@@ -266,6 +279,7 @@ def draw(run: Mapping[str, Any], now: datetime) -> Timeline:
         attempts=attempts,
         boundaries=boundaries,
         acks=acks,
+        events=events,
         deadlines=deadlines,
         end=end_mark,
         ticks=axis.ticks(),
