@@ -186,10 +186,10 @@ class AuthGate:
         self.keys = keys  # a getter: the store exists only once the lifespan opened it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"] if scope["type"] == "http" else ""
-        if scope["type"] != "http" or is_public(path):
+        if scope["type"] != "http" or is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
+        path = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         console = is_console(path)
         if console and scope["method"] not in ("GET", "HEAD"):
