@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from service.api import console
 from service.api.auth import AuthGate
 from service.api.deps import AuthorityDep
 from service.api.errors import install_error_handlers
@@ -96,6 +97,7 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(console.router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"], summary="Liveness")
     async def healthz(authority: AuthorityDep) -> dict[str, Any]:

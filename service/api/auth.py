@@ -9,6 +9,12 @@ so neither a web page nor DNS rebinding can drive runs on a laptop.
 
 The principal is kept in the request's scope, where the routes' dependency
 (deps.PrincipalDep), the rate limit and the Idempotency-Key replay find it.
+
+The operator console (/ui, service.api.console) also takes the key from its
+cookie, and only there: a browser sends a cookie with requests other sites
+make it send, so the JSON API, which acts on runs, never reads one. A console
+request without a usable key is sent to the login form (303), not answered
+401; a form posted to /ui from another site is refused (403) whatever ROK_AUTH.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import anyio.to_thread
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.config import Settings
@@ -32,6 +39,15 @@ PUBLIC_PATHS = frozenset(
 )
 PUBLIC_PREFIXES = ("/docs/", "/redoc/")
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+CONSOLE_PREFIX = "/ui"
+CONSOLE_COOKIE = "rok_console_key"
+"""The console's cookie: the API key its login form was given (HttpOnly, SameSite=Strict)."""
+CONSOLE_LOGIN = "/ui/login"
+CONSOLE_LOGOUT = "/ui/logout"
+# Console paths that show no run, so need no key: the login form, logout, the stylesheet.
+CONSOLE_OPEN_PATHS = frozenset({CONSOLE_LOGIN, CONSOLE_LOGOUT})
+CONSOLE_OPEN_PREFIXES = ("/ui/static/",)
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,14 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
+def is_console(path: str) -> bool:
+    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+
+
+def is_console_open(path: str) -> bool:
+    return path in CONSOLE_OPEN_PATHS or path.startswith(CONSOLE_OPEN_PREFIXES)
+
+
 def is_loopback_host(host: str) -> bool:
     """A Host or Origin host name that can only mean this machine."""
     name = host.strip().lower().rstrip(".")
@@ -122,6 +146,37 @@ def local_request_refusal(headers: dict[str, str]) -> str | None:
     return None
 
 
+def cross_site_refusal(headers: dict[str, str]) -> str | None:
+    """Why a form posted to the console did not come from the console's own pages, or None.
+
+    Browsers send Sec-Fetch-Site with every request (it says where the page that
+    sent it lives, and holds behind a proxy that rewrites Host); older ones
+    send Origin with every POST. A client that sends neither (curl) is no
+    browser another site could drive.
+    """
+    site = headers.get("sec-fetch-site", "").lower()
+    if site:
+        if site in ("same-origin", "none"):
+            return None
+        return f"a form sent from another site (Sec-Fetch-Site: {site}): the console refuses it"
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    if origin != "null" and urlsplit(origin).netloc.lower() == headers.get("host", "").lower():
+        return None
+    return f"a form sent from another origin ({origin!r}): the console refuses it"
+
+
+def _bearer(headers: dict[str, str]) -> str | None:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _console_key(headers: dict[str, str]) -> str | None:
+    value = cookie_parser(headers.get("cookie", "")).get(CONSOLE_COOKIE, "").strip()
+    return value or None
+
+
 class AuthGate:
     """ASGI middleware: establish the principal, or answer 401/403 before the app."""
 
@@ -134,27 +189,67 @@ class AuthGate:
         if scope["type"] != "http" or is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
+        path = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        console = is_console(path)
+        if console and scope["method"] not in ("GET", "HEAD"):
+            refusal = cross_site_refusal(headers)
+            if refusal is not None:
+                await _refuse(send, 403, refusal)
+                return
         if not self.settings.auth_required:
             refusal = local_request_refusal(headers)
             if refusal is not None:
                 await _refuse(send, 403, refusal)
                 return
             principal = ANONYMOUS
+        elif console and is_console_open(path):
+            await self.app(scope, receive, send)
+            return
         else:
-            scheme, _, token = headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            # the cookie only on the console: the API's callers prove who they are each time
+            token = _bearer(headers) or (_console_key(headers) if console else None)
+            if token is None:
+                if console:
+                    await _to_login(scope, send, forget=False)
+                    return
                 await _refuse(
                     send, 401, "this endpoint needs an API key: send Authorization: Bearer <key>"
                 )
                 return
-            key = await anyio.to_thread.run_sync(self.keys().authenticate, token.strip())
+            key = await anyio.to_thread.run_sync(self.keys().authenticate, token)
             if key is None:
+                if console:  # revoked since the login: ask again
+                    await _to_login(scope, send, forget=True)
+                    return
                 await _refuse(send, 401, "the API key is unknown or revoked", "invalid_token")
                 return
             principal = principal_from_key(key)
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+
+async def _to_login(scope: Scope, send: Send, forget: bool) -> None:
+    """303 to the console's login form, which sends the operator back here after it."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    back = scope["path"] + (f"?{query}" if query else "")
+    headers = [
+        (b"location", f"{CONSOLE_LOGIN}?next={quote(back, safe='')}".encode("latin-1")),
+        (b"content-length", b"0"),
+        (b"cache-control", b"no-store"),
+    ]
+    if forget:
+        headers.append((b"set-cookie", forget_console_key().encode("latin-1")))
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def forget_console_key() -> str:
+    """The Set-Cookie header value that removes the console's cookie."""
+    return (
+        f"{CONSOLE_COOKIE}=; Path={CONSOLE_PREFIX}; Max-Age=0; "
+        "expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Strict"
+    )
 
 
 async def _refuse(send: Send, status: int, detail: str, error: str | None = None) -> None:
