@@ -81,8 +81,8 @@ class RunOrchestrationKernel(ControlMoves):
         transaction: a worker that starts at once saves a round trip, and the
         history still holds both moves.
         """
-        granted = decision in (GRANTED, APPROVAL_REQUIRED)
-        target = RunPhase.AUTHORIZED if granted else RunPhase.FAILED
+        # a refusal names AUTHORIZED, what authorization is asked for, even for a denial
+        target = RunPhase.AUTHORIZED
         with self._move(Move("authorize", target)) as tx:
             if decision == APPROVAL_REQUIRED:
                 if tx.row.control.approval_state == "approved":
