@@ -22,6 +22,7 @@ from service.api.routes import ROUTERS
 from service.api.schemas import HealthOut
 from service.authority import Authority
 from service.config import Settings
+from service.delivery import Deliverer
 from service.store import migrations
 from service.store.keys import KeyStore
 from service.store.listener import NotificationListener
@@ -61,13 +62,18 @@ def create_app(
             listener = NotificationListener(current.database.url, current.signals)
             await asyncio.to_thread(listener.start)
         sweeping = asyncio.create_task(Sweeper(current).run_forever()) if sweep else None
+        # alerts, beside the sweeper: only with somewhere to send them
+        delivering = None
+        if sweep and current.settings.webhook_urls:
+            delivering = asyncio.create_task(Deliverer(current).run_forever())
         try:
             yield
         finally:
-            if sweeping is not None:
-                sweeping.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeping
+            for task in (sweeping, delivering):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if listener is not None:
                 await asyncio.to_thread(listener.stop)
             if owned:

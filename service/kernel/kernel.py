@@ -20,7 +20,7 @@ from service.kernel.governance import CHECK_NEEDS, AckWait, judge
 from service.kernel.rules import (
     check_lease,
     clock_start,
-    open_stale_incident,
+    fail_stale,
     require_governance,
     require_phase,
     terminate,
@@ -262,12 +262,7 @@ class RunOrchestrationKernel:
         its deadline, so the reconciliation stays STALE.
         """
         with self._move(lease_required=False) as tx:
-            if tx.row.is_terminal:
-                raise PhaseTransitionError(
-                    self.run_id, tx.row.phase, RunPhase.FAILED, f"{tx.row.phase} is terminal"
-                )
-            details = open_stale_incident(tx, why)
-            terminate(tx, RunPhase.FAILED, why, why, details)
+            fail_stale(tx, why)  # with its incident and its run.stale alert
             return tx.row.phase
 
     def release_for_retry(self, why: str) -> int:

@@ -2,14 +2,14 @@
 
 runs: create, list, get · leases: claim, heartbeat · moves: the lifecycle
 moves · acks: domain acks · governance: the check and the reconciliation · verify:
-the sealed history recomputed.
+the sealed history recomputed · events: the alerts and their delivery.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import acks, governance, leases, moves, runs, verify
+from service.api.routes import acks, events, governance, leases, moves, runs, verify
 
 ROUTERS: tuple[APIRouter, ...] = (
     runs.router,
@@ -18,4 +18,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     acks.router,
     governance.router,
     verify.router,
+    events.router,
 )
