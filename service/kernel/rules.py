@@ -16,7 +16,7 @@ from typing import Any
 from service.errors import LeaseLost, PhaseTransitionError
 from service.model.audit import FINALIZE_RUN
 from service.model.phases import RunPhase
-from service.store.outbox import EventType
+from service.store.outbox import EventType, iso_utc
 from service.store.records import RunChanges
 from service.store.transaction import RunTransaction
 
@@ -111,7 +111,7 @@ def fail_stale(tx: RunTransaction, why: str) -> None:
     terminate(tx, RunPhase.FAILED, why, why, details)
     stale = {
         "stale_in": stuck_in.value,
-        "finalize_deadline": None if deadline is None else deadline.isoformat(),
+        "finalize_deadline": None if deadline is None else iso_utc(deadline),
         "reason": why,
         **details,
     }

@@ -60,6 +60,11 @@ INSERT_EVENT = insert(events)
 PENDING_EVENT_CLAUSE = text(PENDING_EVENT)
 
 
+def iso_utc(at: datetime) -> str:
+    """A time in an event's body: ISO 8601 in UTC with a Z, as the API writes times."""
+    return at.isoformat().replace("+00:00", "Z")
+
+
 def new_event(
     event_type: EventType, row: RunRow, now: datetime, data: dict[str, Any]
 ) -> dict[str, Any]:
@@ -70,7 +75,7 @@ def new_event(
     """
     body = {
         "type": event_type.value,
-        "timestamp": now.isoformat(),
+        "timestamp": iso_utc(now),
         "data": {"run_id": row.id, "tenant_id": row.tenant_id, "phase": row.phase.value, **data},
     }
     return {

@@ -133,7 +133,7 @@ def test_the_sweeper_stale_verdict_is_alerted_as_run_stale(
     data = stale.verified()["data"]
     assert data["run_id"] == run_id and data["phase"] == "FAILED"
     assert data["stale_in"] == "AUTHORIZED"
-    assert data["finalize_deadline"] == deadline.isoformat()
+    assert data["finalize_deadline"] == deadline.isoformat().replace("+00:00", "Z")
     assert data["reason"].startswith("stale: finalize_run deadline")
     assert data["incident_id"].startswith("inc-")
     # every FAILED end is a run.failed too, sent first
