@@ -27,6 +27,7 @@ from service.store import migrations
 from service.store.keys import KeyStore
 from service.store.listener import NotificationListener
 from service.sweeper import Sweeper
+from service.telemetry import SERVICE, Tracing, tracing_from_env
 
 DESCRIPTION = """
 rok is the single authority for the lifecycle of a run. Every run goes through
@@ -40,13 +41,15 @@ def create_app(
     settings: Settings | None = None,
     authority: Authority | None = None,
     sweep: bool = True,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """Build the app; `authority` lets tests share one with the code they drive.
 
     Nothing here touches the database: the lifespan opens it, so the OpenAPI
-    schema can be exported without one.
+    schema can be exported without one. `tracing`: else as OTEL_* asks (off unset).
     """
     settings = settings or (authority.settings if authority else Settings.from_env())
+    traced = tracing or tracing_from_env(SERVICE)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +60,8 @@ def create_app(
             await asyncio.to_thread(migrations.check_schema, settings.database_url)
         current = authority or Authority(settings)
         app.state.authority = current
+        if owned:
+            traced.instrument_engine(current.database.engine)
         listener = None
         if current.database.is_postgres:
             listener = NotificationListener(current.database.url, current.signals)
@@ -78,6 +83,8 @@ def create_app(
                 await asyncio.to_thread(listener.stop)
             if owned:
                 current.close()
+            if tracing is None:  # ours: export what is buffered
+                traced.shutdown()
 
     app = FastAPI(
         title="rok — run orchestration authority",
@@ -87,6 +94,7 @@ def create_app(
     )
     if authority is not None:
         app.state.authority = authority
+        traced.instrument_engine(authority.database.engine)
 
     def keys() -> KeyStore:
         current: Authority = app.state.authority
@@ -102,6 +110,7 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    traced.instrument_app(app)  # outermost: a request's span covers the gates too
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"], summary="Liveness")
     async def healthz(authority: AuthorityDep) -> dict[str, Any]:

@@ -367,6 +367,7 @@ def create_rok(
     priority: int = 0,
     lease_token: str | None = None,
     caller: Caller = SERVICE,
+    traceparent: str | None = None,
 ) -> RunOrchestrationKernel:
     """A kernel for a new (or existing) run; call declare_expectations() to write T0."""
     spec = RunSpec(
@@ -378,6 +379,7 @@ def create_rok(
         idempotency_key=idempotency_key,
         max_attempts=max_attempts,
         priority=priority,
+        traceparent=traceparent,
     )
     return RunOrchestrationKernel(
         run_id or str(uuid.uuid4()),

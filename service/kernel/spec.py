@@ -52,6 +52,8 @@ class RunSpec:
     idempotency_key: str | None = None
     max_attempts: int = 1
     priority: int = 0
+    traceparent: str | None = None
+    """The trace the run joins; not part of the request's fingerprint."""
 
     def new_run(
         self, run_id: str, caller_run_id: str | None, settings: Settings, now: datetime
@@ -80,6 +82,7 @@ class RunSpec:
             idempotency_scope=scope,
             request_fingerprint=self.fingerprint(caller_run_id),
             created_at=now,
+            traceparent=self.traceparent,
         )
 
     def fingerprint(self, run_id: str | None) -> str:

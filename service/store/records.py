@@ -57,6 +57,8 @@ class RunRow:
     updated_at: datetime
     created_by: str | None = None
     """The actor (API key id) that created the run."""
+    traceparent: str | None = None
+    """The W3C traceparent of the request that created the run: every span of the run joins it."""
     # the seal's bookkeeping, not the run's state: a late ack advances the chain
     # and changes nothing about the run, so rows compare without them
     chain_length: int = field(default=0, compare=False)
@@ -118,6 +120,8 @@ class NewRun:
     created_at: datetime
     created_by: str | None = None
     """The actor (API key id) that created the run."""
+    traceparent: str | None = None
+    """The W3C traceparent of the request that created the run (its trace)."""
 
 
 @dataclass(frozen=True)

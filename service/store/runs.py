@@ -230,6 +230,7 @@ def _new_run_values(new: NewRun) -> dict[str, Any]:
         "created_at": new.created_at,
         "updated_at": new.created_at,
         "created_by": new.created_by,
+        "traceparent": new.traceparent,
     }
 
 
