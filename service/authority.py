@@ -36,7 +36,12 @@ class Authority:
         self.rules = tuple(rules)
         self.database = database or Database(settings.database_url)
         self.signals = Signals()
-        self.store = RunStore(self.database, self.signals, history_key=history_key_for(settings))
+        self.store = RunStore(
+            self.database,
+            self.signals,
+            history_key=history_key_for(settings),
+            record_events=bool(settings.webhook_urls),
+        )
         self.leases = LeaseStore(self.store)
         self.keys = KeyStore(self.database)
         self.clock = clock

@@ -7,9 +7,12 @@ default it was told not to use is worse than one that does not start.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from service.errors import ConfigError
 
@@ -51,6 +54,16 @@ class Settings:
     """How long a run waits for approval when its request or policy gives no timeout."""
     max_result_bytes: int = 262_144
     """The largest handler result (as JSON) a run keeps."""
+    # -- alerts (DESIGN section 10) --
+    # repr=False: a webhook URL often carries a token, and settings get logged
+    webhook_urls: tuple[str, ...] = field(default=(), repr=False)
+    """ROK_WEBHOOK_URLS: where run.failed, run.stale and governance.incomplete are sent."""
+    webhook_secret: bytes | None = field(default=None, repr=False)
+    """The key bytes of ROK_WEBHOOK_SECRET (`whsec_` + base64): signs every delivery."""
+    webhook_max_attempts: int = 8
+    """Deliveries of one event before it is given up (state `failed`)."""
+    webhook_timeout_ms: int = 5000
+    """How long one endpoint may take to answer one delivery."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,11 +87,24 @@ class Settings:
             cancel_grace_ms=_millis(env, "ROK_CANCEL_GRACE_MS", 30000, minimum=0),
             approval_timeout_ms=_millis(env, "ROK_APPROVAL_TIMEOUT_MS", 86_400_000, minimum=1),
             max_result_bytes=_whole(env, "ROK_MAX_RESULT_BYTES", 262_144, 0, 64 * 1024 * 1024),
-        )
+            webhook_urls=_webhook_urls(env),
+            webhook_secret=_webhook_secret(env),
+            webhook_max_attempts=_whole(env, "ROK_WEBHOOK_MAX_ATTEMPTS", 8, 1, 100),
+            webhook_timeout_ms=_millis(env, "ROK_WEBHOOK_TIMEOUT_MS", 5000, minimum=1),
+        )._check_webhooks()
 
     @property
     def auth_required(self) -> bool:
         return self.auth == AUTH_REQUIRED
+
+    def _check_webhooks(self) -> Settings:
+        # an endpoint that cannot check where an alert came from would page on forgeries
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ConfigError(
+                "ROK_WEBHOOK_URLS is set but ROK_WEBHOOK_SECRET is not: every delivery is "
+                "signed; set it to whsec_ + base64 of 24 to 64 random bytes"
+            )
+        return self
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -158,3 +184,49 @@ def _rate_limit(env: Mapping[str, str]) -> str | None:
             f"ROK_RATE_LIMIT={raw!r} is not a rate limit; write e.g. 100/second or 1000/minute"
         ) from None
     return raw
+
+
+# Standard Webhooks: a secret is whsec_ + base64 of 24 to 64 bytes.
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = (24, 64)
+
+
+def _webhook_urls(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("ROK_WEBHOOK_URLS") or ""
+    urls = tuple(u.strip() for u in raw.split(",") if u.strip())
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # the value may hold a token: name the position, not the URL
+            position = urls.index(url) + 1
+            raise ConfigError(
+                f"ROK_WEBHOOK_URLS: entry {position} is not an http(s) URL with a host; "
+                "write e.g. https://alerts.example/rok,https://pager.example/hook"
+            )
+    if len(set(urls)) != len(urls):
+        raise ConfigError("ROK_WEBHOOK_URLS names the same URL twice")
+    return urls
+
+
+def _webhook_secret(env: Mapping[str, str]) -> bytes | None:
+    raw = (env.get("ROK_WEBHOOK_SECRET") or "").strip()
+    if not raw:
+        return None
+    low, high = WEBHOOK_SECRET_BYTES
+    hint = (
+        f"write {WEBHOOK_SECRET_PREFIX} followed by base64 of {low} to {high} random bytes "
+        "(e.g. `python -c 'import base64, secrets; "
+        'print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())\'`)'
+    )
+    # never echo the value: it is the key
+    if not raw.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ConfigError(f"ROK_WEBHOOK_SECRET does not start with {WEBHOOK_SECRET_PREFIX}; {hint}")
+    try:
+        key = base64.b64decode(raw[len(WEBHOOK_SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(
+            f"ROK_WEBHOOK_SECRET is not valid base64 after the prefix; {hint}"
+        ) from None
+    if not low <= len(key) <= high:
+        raise ConfigError(f"ROK_WEBHOOK_SECRET holds {len(key)} bytes; {hint}")
+    return key

@@ -23,10 +23,12 @@ from service.api.routes import ROUTERS
 from service.api.schemas import HealthOut
 from service.authority import Authority
 from service.config import Settings
+from service.delivery import Deliverer
 from service.store import migrations
 from service.store.keys import KeyStore
 from service.store.listener import NotificationListener
 from service.sweeper import Sweeper
+from service.telemetry import SERVICE, Tracing, tracing_from_env
 
 DESCRIPTION = """
 rok is the single authority for the lifecycle of a run. Every run goes through
@@ -40,13 +42,15 @@ def create_app(
     settings: Settings | None = None,
     authority: Authority | None = None,
     sweep: bool = True,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """Build the app; `authority` lets tests share one with the code they drive.
 
     Nothing here touches the database: the lifespan opens it, so the OpenAPI
-    schema can be exported without one.
+    schema can be exported without one. `tracing`: else as OTEL_* asks (off unset).
     """
     settings = settings or (authority.settings if authority else Settings.from_env())
+    traced = tracing or tracing_from_env(SERVICE)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,22 +61,31 @@ def create_app(
             await asyncio.to_thread(migrations.check_schema, settings.database_url)
         current = authority or Authority(settings)
         app.state.authority = current
+        if owned:
+            traced.instrument_engine(current.database.engine)
         listener = None
         if current.database.is_postgres:
             listener = NotificationListener(current.database.url, current.signals)
             await asyncio.to_thread(listener.start)
         sweeping = asyncio.create_task(Sweeper(current).run_forever()) if sweep else None
+        # alerts, beside the sweeper: only with somewhere to send them
+        delivering = None
+        if sweep and current.settings.webhook_urls:
+            delivering = asyncio.create_task(Deliverer(current).run_forever())
         try:
             yield
         finally:
-            if sweeping is not None:
-                sweeping.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeping
+            for task in (sweeping, delivering):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if listener is not None:
                 await asyncio.to_thread(listener.stop)
             if owned:
                 current.close()
+            if tracing is None:  # ours: export what is buffered
+                traced.shutdown()
 
     app = FastAPI(
         title="rok — run orchestration authority",
@@ -82,6 +95,7 @@ def create_app(
     )
     if authority is not None:
         app.state.authority = authority
+        traced.instrument_engine(authority.database.engine)
 
     def keys() -> KeyStore:
         current: Authority = app.state.authority
@@ -98,6 +112,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(console.router)
+    traced.instrument_app(app)  # outermost: a request's span covers the gates too
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"], summary="Liveness")
     async def healthz(authority: AuthorityDep) -> dict[str, Any]:

@@ -81,6 +81,7 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
         "run_timeout_ms": row.run_timeout_ms,
         "created_at": row.created_at,
         "created_by": row.created_by,
+        "traceparent": row.traceparent,
         "updated_at": row.updated_at,
         "execution_success": row.execution_success,
         "error": row.error,

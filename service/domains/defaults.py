@@ -15,13 +15,14 @@ from service.domains.traces import TracesDomain
 from service.worker import Domain
 
 
-def reference_domains(
-    policy_file: str | os.PathLike[str] | None = None,
-    otlp_endpoint: str | None = None,
-) -> list[Domain]:
-    """Policies first (the authorizer consults it before anything), then traces, incidents."""
+def reference_domains(policy_file: str | os.PathLike[str] | None = None) -> list[Domain]:
+    """Policies first (the authorizer consults it before anything), then traces, incidents.
+
+    The traces domain records through the process's tracer provider (OTEL_*:
+    service.telemetry.install_tracing), so build the domains after installing it.
+    """
     return [
         PoliciesDomain(policy_file),
-        TracesDomain(otlp_endpoint),
+        TracesDomain(),
         IncidentsDomain(),
     ]

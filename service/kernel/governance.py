@@ -16,6 +16,7 @@ from service.errors import GovernanceCheckError, PhaseTransitionError
 from service.kernel.spec import GovernanceOutcome
 from service.model.audit import ReconciliationResult, reconcile
 from service.model.phases import RunPhase
+from service.store.outbox import EventType
 from service.store.runs import RunStore
 from service.store.signals import ack_key
 from service.store.transaction import RunTransaction
@@ -44,12 +45,24 @@ def judge(
         result = reconcile(tx.expectations(), tx.acks(), tx.now, check_ended=True)
         passed = not result.missing and not result.failed
         tx.record_governance(passed, result.to_dict())
+        if not passed:  # alerted once, as the verdict is recorded once
+            tx.emit(EventType.GOVERNANCE_INCOMPLETE, _incomplete(result, require_all_acks))
     outcome = GovernanceOutcome(passed, result)
     if require_all_acks and not passed:
         error = GovernanceCheckError(tx.row.id, result.missing, result.failed)
         error.outcome = outcome
         return outcome, error
     return outcome, None
+
+
+def _incomplete(result: ReconciliationResult, strict: bool) -> dict[str, object]:
+    """What governance.incomplete says: the evidence missing or failed, and the verdict."""
+    return {
+        "status": result.status.value,
+        "missing": [list(p) for p in result.missing],
+        "failed": [list(p) for p in result.failed],
+        "strict": strict,
+    }
 
 
 class AckWait:

@@ -20,7 +20,7 @@ from service.kernel.governance import CHECK_NEEDS, judge
 from service.kernel.rulebook import Move
 from service.kernel.rules import (
     clock_start,
-    open_stale_incident,
+    fail_stale,
     require_governance,
     require_phase,
     terminate,
@@ -243,12 +243,7 @@ class RunOrchestrationKernel(ControlMoves):
         its deadline, so the reconciliation stays STALE.
         """
         with self._move(None, lease_required=False) as tx:
-            if tx.row.is_terminal:
-                raise PhaseTransitionError(
-                    self.run_id, tx.row.phase, RunPhase.FAILED, f"{tx.row.phase} is terminal"
-                )
-            details = open_stale_incident(tx, why)
-            terminate(tx, RunPhase.FAILED, why, why, details)
+            fail_stale(tx, why)  # with its incident and its run.stale alert
             return tx.row.phase
 
     def release_for_retry(self, why: str) -> int:
@@ -337,6 +332,7 @@ def create_rok(
     retry: RetryPolicy | None = None,
     requires_approval: bool = False,
     approval_timeout_ms: int | None = None,
+    traceparent: str | None = None,
 ) -> RunOrchestrationKernel:
     """A kernel for a new (or existing) run; call declare_expectations() to write T0."""
     spec = RunSpec(
@@ -353,6 +349,7 @@ def create_rok(
         retry=retry,
         requires_approval=requires_approval,
         approval_timeout_ms=approval_timeout_ms,
+        traceparent=traceparent,
     )
     return RunOrchestrationKernel(
         run_id or str(uuid.uuid4()),

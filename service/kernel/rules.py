@@ -16,6 +16,7 @@ from typing import Any
 from service.errors import LeaseLost, PhaseTransitionError
 from service.model.audit import FINALIZE_RUN
 from service.model.phases import RunPhase
+from service.store.outbox import EventType, iso_utc
 from service.store.records import RunChanges
 from service.store.transaction import RunTransaction
 
@@ -70,15 +71,51 @@ def terminate(
     details: dict[str, Any],
     changes: RunChanges | None = None,
 ) -> None:
-    """End the run: the terminal move, no lease left, and its finalize_run ack, in `tx`."""
+    """End the run: the terminal move, no lease left, and its finalize_run ack, in `tx`.
+
+    A FAILED end is alerted (run.failed), whoever ended it: in `tx`, so the alert
+    and the move commit together.
+    """
     ending = replace(changes or RunChanges(), end_lease=True)
     if error is not None:
         ending = replace(ending, error=error)
+    moved_from = tx.row.phase
     tx.transition(phase, reason, details, ending)
+    if phase is RunPhase.FAILED:
+        failed = {"failed_in": moved_from.value, "reason": reason, "error": tx.row.error}
+        tx.emit(EventType.RUN_FAILED, failed | _run_facts(tx))
     # The run's own contract decides, not today's RAC_ENABLED: a run declared
     # with finalize_run owes it even if RAC was switched off since.
     if any(e.pair == FINALIZE_RUN for e in tx.expectations()):
         tx.add_ack(*FINALIZE_RUN, result_id=phase.value, error=None)
+
+
+def _run_facts(tx: RunTransaction) -> dict[str, Any]:
+    """What an alert says about any run besides its id, tenant and phase (never its input)."""
+    row = tx.row
+    return {"handler": row.handler, "attempt": row.attempt, "max_attempts": row.max_attempts}
+
+
+def fail_stale(tx: RunTransaction, why: str) -> None:
+    """The sweeper's verdict in `tx`: an incident, the FAILED end, and the run.stale alert.
+
+    run.stale follows the run.failed every FAILED end sends, and says what
+    only the sweeper knows: the phase the run was stuck in and the deadline.
+    """
+    if tx.row.is_terminal:
+        raise PhaseTransitionError(
+            tx.row.id, tx.row.phase, RunPhase.FAILED, f"{tx.row.phase} is terminal"
+        )
+    stuck_in, deadline = tx.row.phase, tx.row.finalize_deadline
+    details = open_stale_incident(tx, why)
+    terminate(tx, RunPhase.FAILED, why, why, details)
+    stale = {
+        "stale_in": stuck_in.value,
+        "finalize_deadline": None if deadline is None else iso_utc(deadline),
+        "reason": why,
+        **details,
+    }
+    tx.emit(EventType.RUN_STALE, stale | _run_facts(tx))
 
 
 INCIDENT_ACTION = ("incidents", "create_incident")

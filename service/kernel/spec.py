@@ -84,6 +84,9 @@ class RunSpec:
             **approval,
         )
 
+    traceparent: str | None = None
+    """The trace the run joins; not part of the request's fingerprint."""
+
     def new_run(
         self, run_id: str, caller_run_id: str | None, settings: Settings, now: datetime
     ) -> NewRun:
@@ -112,6 +115,7 @@ class RunSpec:
             request_fingerprint=self.fingerprint(caller_run_id),
             created_at=now,
             control=self.control(settings, now),
+            traceparent=self.traceparent,
         )
 
     def fingerprint(self, run_id: str | None) -> str:

@@ -146,6 +146,8 @@ class RunRow:
     """The actor (API key id) that created the run."""
     control: RunControl = field(default_factory=lambda: NO_CONTROL)
     """Schedule, retries, result, cancellation and approval (DESIGN section 11)."""
+    traceparent: str | None = None
+    """The W3C traceparent of the request that created the run: every span of the run joins it."""
     # the seal's bookkeeping, not the run's state: a late ack advances the chain
     # and changes nothing about the run, so rows compare without them
     chain_length: int = field(default=0, compare=False)
@@ -209,6 +211,8 @@ class NewRun:
     """The actor (API key id) that created the run."""
     control: RunControl = field(default_factory=lambda: NO_CONTROL)
     """Its schedule, queue timeout, retry policy and whether it waits for approval."""
+    traceparent: str | None = None
+    """The W3C traceparent of the request that created the run (its trace)."""
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ _ROW_FIELDS = (
     "created_at",
     "updated_at",
     "created_by",
+    "traceparent",
     "chain_length",
     "chain_head",
 )

@@ -60,9 +60,15 @@ class RunStore:
     """Runs, their history, contract and acks, on one Database."""
 
     def __init__(
-        self, db: Database, signals: Signals | None = None, history_key: bytes | None = None
+        self,
+        db: Database,
+        signals: Signals | None = None,
+        history_key: bytes | None = None,
+        record_events: bool = False,
     ) -> None:
         self.db = db
+        self.record_events = record_events
+        """Write alerts to the outbox (service.store.outbox): only with webhooks to send them."""
         self.signals = signals or Signals()
         # None: the key the service itself resolves (ROK_HISTORY_KEY, else the key
         # file), so a store opened by a script or a test seals as the service does
@@ -137,7 +143,14 @@ class RunStore:
             if found is None:
                 raise RunNotFound(run_id)
             row = row_from_mapping(found._mapping)
-            tx = RunTransaction(conn, row, clock(), actor, history_key=self.history_key)
+            tx = RunTransaction(
+                conn,
+                row,
+                clock(),
+                actor,
+                history_key=self.history_key,
+                record_events=self.record_events,
+            )
             yield tx
             tx.write_chain_head()
             self._publish(conn, tx.notified)
@@ -220,6 +233,7 @@ def _new_run_values(new: NewRun) -> dict[str, Any]:
         # a run waiting for its approval is off the claim queue until approved
         "available": new.control.approval_state != "pending",
         **new.control.columns(),
+        "traceparent": new.traceparent,
     }
 
 

@@ -135,6 +135,9 @@ runs = Table(
     Column("created_by", String(64), nullable=True),
     Column("chain_length", Integer, nullable=False, server_default=text("0")),
     Column("chain_head", String(64), nullable=True),
+    # the W3C traceparent of the request that created the run (migration 0007):
+    # every span of the run, in the service, its worker and its domains, joins that trace
+    Column("traceparent", String(55), nullable=True),
     # run control (migration 0008, DESIGN section 11): the earliest a claim may
     # take the run (its scheduled start, or a retry's backoff), how long it may
     # wait unclaimed, its retry schedule, what its handler returned, a pending
@@ -308,4 +311,43 @@ idempotency_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("principal", "key", name="pk_idempotency_keys"),
     Index("ix_idempotency_keys_created", "created_at"),
+)
+
+# The outbox (migration 0007): an alert written in the transaction that caused
+# it (service.store.outbox), delivered after commit as a Standard Webhook.
+EVENT_STATES = ("pending", "delivered", "failed")
+PENDING_EVENT = "state = 'pending'"
+
+events = Table(
+    "events",
+    metadata,
+    # the webhook-id: the same on every retry, so a receiver can drop duplicates
+    Column("id", String(40), primary_key=True),
+    Column("type", String(40), nullable=False),
+    # no foreign key: an alert outlives the run it is about
+    Column("run_id", String(36), nullable=False),
+    Column("tenant_id", String(200), nullable=True),
+    # the exact JSON body sent on every attempt (the signature covers it)
+    Column("body", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    # digests of the endpoints that accepted it: a retry skips them (never the URLs,
+    # which may hold a token)
+    Column("delivered_to", JSON, nullable=True),
+    CheckConstraint(
+        "state IN (" + ", ".join(f"'{s}'" for s in EVENT_STATES) + ")", name="ck_events_state"
+    ),
+    Index("ix_events_created", "created_at", "id"),
+    Index("ix_events_tenant_created", "tenant_id", "created_at", "id"),
+    # the deliverer reads only what is still to send
+    Index(
+        "ix_events_due",
+        "next_attempt_at",
+        sqlite_where=text(PENDING_EVENT),
+        postgresql_where=text(PENDING_EVENT),
+    ),
 )

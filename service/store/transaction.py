@@ -14,6 +14,8 @@ Guarantees (each held by the database, not only by the Python above it):
   chain (`chain_seq`) and its HMAC over the previous seal (service.store.chain).
   The run's chain_length/chain_head ride in the move's UPDATE; acks after the
   last move of a transaction add one UPDATE of the run (`write_chain_head`).
+- An alert (`emit`) is an outbox row in the same transaction: it commits with
+  the move that caused it, or not at all (service.store.outbox).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from service.errors import PhaseTransitionError
 from service.model.audit import AuditExpectation, DomainAck
 from service.model.phases import PhaseTransition, RunPhase, check_transition
 from service.store.chain import seal_ack, seal_genesis, seal_transition
+from service.store.outbox import INSERT_EVENT, OUTBOX, EventType, new_event
 from service.store.records import NO_CHANGES, NO_LEASE, RunChanges, RunRecord, RunRow
 from service.store.rows import (
     load_acks,
@@ -65,6 +68,7 @@ class RunTransaction:
         actor: str | None = None,
         *,
         history_key: bytes,
+        record_events: bool = False,
     ) -> None:
         self.conn = conn
         self.row = row
@@ -72,6 +76,8 @@ class RunTransaction:
         self.actor = actor
         """Who is writing (an API key's id; None with auth off or for the service itself)."""
         self._history_key = history_key
+        self._record_events = record_events
+        """Whether alerts go to the outbox (webhooks configured: ROK_WEBHOOK_URLS)."""
         self._chain_head_written = True
         self._expectations: list[AuditExpectation] | None = None
         self._acks: list[DomainAck] | None = None
@@ -80,6 +86,16 @@ class RunTransaction:
     def notify(self, key: str) -> None:
         """Wake waiters on `key` once this transaction commits (and other replicas, on PG)."""
         self.notified.add(key)
+
+    def emit(self, event_type: EventType, data: dict[str, Any]) -> None:
+        """Write an alert about the run as it stands now to the outbox, in this transaction.
+
+        Delivered after the commit (service.delivery); a transaction that rolls
+        back sends nothing. Nothing is written while no webhook is configured.
+        """
+        if self._record_events:
+            self.conn.execute(INSERT_EVENT, new_event(event_type, self.row, self.now, data))
+            self.notify(OUTBOX)
 
     def transition(
         self,

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from service.errors import ConfigError
+from service.telemetry import WORKER, install_tracing
 from service.worker.hooks import Domain
 from service.worker.pool import WorkerPool
 from service.worker.startup import GovernedServiceError
@@ -73,8 +75,10 @@ def run_worker_command(args: argparse.Namespace) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        # before the pool and its domains are built: they trace with the process's provider
+        tracing = install_tracing(WORKER)
         pool = load_app(args)
-    except AppError as exc:
+    except (AppError, ConfigError) as exc:
         print(f"rok worker: {exc}", file=sys.stderr)
         return 2
     try:
@@ -82,6 +86,8 @@ def run_worker_command(args: argparse.Namespace) -> int:
     except GovernedServiceError as exc:  # ROK_ENABLED=false against a governing service
         print(f"rok worker: {exc}", file=sys.stderr)
         return 2
+    finally:
+        tracing.shutdown()  # export the last runs' spans
     return 0
 
 

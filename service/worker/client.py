@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from service.telemetry import OFF, Tracing
 from service.worker.api_errors import ApiError
 from service.worker.retries import Backoff, RetryingSender
 
@@ -52,8 +53,10 @@ class RokClient:
         max_connections: int = 64,
         transport: httpx.AsyncBaseTransport | None = None,
         api_key: str | None = None,
+        tracing: Tracing = OFF,
     ) -> None:
-        """`api_key`: sent as `Authorization: Bearer <key>` (ROK_AUTH=required)."""
+        """`api_key`: sent as `Authorization: Bearer <key>` (ROK_AUTH=required);
+        `tracing`: a client span per request (its traceparent continues the run's trace)."""
         self.url = url.rstrip("/")
         self._timeout_s = timeout_s
         self._sender = RetryingSender(
@@ -64,6 +67,7 @@ class RokClient:
             max_connections=max_connections,
             transport=transport,
             api_key=api_key,
+            tracing=tracing,
         )
 
     async def __aenter__(self) -> RokClient:

@@ -53,6 +53,8 @@ class RunContext:
         self.handler: str = str(run.get("handler") or "")
         self.input: Any = run.get("input")
         self.attempt: int = int(run.get("attempt", 1))
+        self.traceparent: str | None = run.get("traceparent")
+        """The trace the run belongs to (W3C traceparent), if its creator sent or made one."""
         self.worker_id = worker_id
         self.limits = limits or Limits()
         self.started_at: datetime | None = None

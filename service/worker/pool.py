@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from service.config import Settings
+from service.telemetry import Tracing, current_tracing
 from service.worker.api_errors import ApiError, ServiceUnavailable
 from service.worker.authorizer import Authorizer, grant_all
 from service.worker.client import Claim, RokClient
@@ -43,6 +44,7 @@ from service.worker.hooks import Domain
 from service.worker.outcome import WorkerShuttingDown
 from service.worker.results import RunResult
 from service.worker.startup import refuse_a_governing_service
+from service.worker.tracing import continuing
 
 log = logging.getLogger("rok.worker")
 
@@ -80,6 +82,7 @@ class WorkerPool:
         on_result: ResultCallback | None = None,
         api_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """`domains`: the hooks every run goes through, in this order; none by default.
 
@@ -90,7 +93,8 @@ class WorkerPool:
         the service use its ROK_GOVERNANCE_TIMEOUT_MS; `api_key=None` reads
         ROK_API_KEY (unset: no key, for a service with ROK_AUTH=off). The key
         needs the scopes `worker`, `runs:read` and `acks:<domain>` for each
-        domain run here. `transport` replaces the HTTP transport (tests).
+        domain run here. `transport` replaces the HTTP transport (tests). `tracing`:
+        else the process's (service.telemetry.install_tracing); each run continues its trace.
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -107,6 +111,7 @@ class WorkerPool:
         self.on_result = on_result
         self.api_key = api_key if api_key is not None else os.environ.get("ROK_API_KEY") or None
         self.transport = transport
+        self.tracing = tracing or current_tracing()
         self.settings = DriverSettings(
             worker_id=self.worker_id,
             lease_ms=lease_ms,
@@ -190,7 +195,11 @@ class WorkerPool:
             self._stop_asked = None
         connections = self.concurrency * 6 + 8
         async with RokClient(
-            self.url, max_connections=connections, api_key=self.api_key, transport=self.transport
+            self.url,
+            max_connections=connections,
+            api_key=self.api_key,
+            transport=self.transport,
+            tracing=self.tracing,
         ) as client:
             if not self.settings.rok_enabled:  # GovernedServiceError against one that governs
                 await refuse_a_governing_service(client, self.url, self._stopping)
@@ -260,7 +269,8 @@ class WorkerPool:
     async def _run_in_slot(self, client: RokClient, claim: Claim) -> None:
         assert self._free_slots is not None
         try:
-            await self._handle(client, claim)
+            with continuing(claim.run, self.tracing):  # its calls carry the run's traceparent
+                await self._handle(client, claim)
         except Exception:  # the driver never raises; this is a last line of defence
             log.exception("run %s: unexpected error in the pool", claim.run_id)
         finally:

@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from service.telemetry import OFF, Tracing, inject
 from service.worker.api_errors import ApiError, ServiceUnavailable, raise_for_status
 
 log = logging.getLogger("rok.worker.client")
@@ -79,6 +80,7 @@ class RetryingSender:
         max_connections: int,
         transport: httpx.AsyncBaseTransport | None,
         api_key: str | None = None,
+        tracing: Tracing = OFF,
     ) -> None:
         self._timeout_s = timeout_s
         self._retry_timeout_s = retry_timeout_s
@@ -90,6 +92,7 @@ class RetryingSender:
         self._http = httpx.AsyncClient(
             base_url=url, timeout=timeout_s, limits=limits, transport=transport, headers=auth
         )
+        tracing.instrument_client(self._http)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -111,6 +114,8 @@ class RetryingSender:
         """
         if method == "POST":
             headers = {IDEMPOTENCY_HEADER: uuid.uuid4().hex, **(headers or {})}
+        headers = dict(headers or {})
+        inject(headers)  # the run's trace, when this call is about a run (worker.tracing)
         started = time.monotonic()
         retry = 0
         ambiguous = False

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from service.domains.otlp import exporter_for
 from service.domains.traces import TracesDomain
-from service.worker import Decision, Outcome
+from service.telemetry import WORKER, tracing_from_env
+from service.worker import Decision, Outcome, RunContext
 from tests.worker.fakes import FakeAcks, make_context
 
 
@@ -61,19 +63,69 @@ def test_a_denied_run_gets_a_one_span_trace() -> None:
     assert span["attributes"] == {"decision": "DENIED_BY_POLICY", "reason": "kill switch"}
 
 
-def test_without_the_sdk_export_is_off_and_traces_stay_in_the_acks(
+RUN_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def in_memory() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def traced_run(domain: TracesDomain, ctx: RunContext) -> FakeAcks:
+    ctx.started_at = datetime.now(UTC)
+    acks = FakeAcks()
+    asyncio.run(domain.on_execution_start(ctx, acks))
+    ctx.step("plan", depth=2)
+    ctx.ended_at = datetime.now(UTC)
+    asyncio.run(domain.on_execution_end(ctx, Outcome.succeeded(), acks))
+    return acks
+
+
+def test_spans_are_recorded_through_the_sdk_tracer_with_the_acked_ids() -> None:
+    provider, exporter = in_memory()
+
+    acks = traced_run(TracesDomain(provider), make_context("agent"))
+
+    completed = acks.one("logs", "complete_trace")
+    assert completed.details is not None
+    acked = {s["name"]: s for s in completed.details["spans"]}
+    exported = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(exported) == set(acked) == {"run agent", "plan"}
+    for name, span in exported.items():
+        context = span.get_span_context()
+        assert context is not None
+        assert format(context.trace_id, "032x") == completed.result_id
+        assert format(context.span_id, "016x") == acked[name]["span_id"]
+    assert exported["plan"].parent is not None
+    assert format(exported["plan"].parent.span_id, "016x") == acked["run agent"]["span_id"]
+    assert exported["plan"].attributes == {"depth": 2}
+    assert exported["run agent"].attributes is not None
+    assert exported["run agent"].attributes["rok.run_id"] == "run-1"
+
+
+def test_a_run_s_spans_join_the_trace_it_keeps() -> None:
+    provider, exporter = in_memory()
+    ctx = RunContext(
+        {"id": "run-2", "handler": "agent", "attempt": 1, "traceparent": RUN_TRACEPARENT},
+        "host/pid-1/abc",
+    )
+
+    acks = traced_run(TracesDomain(provider), ctx)
+
+    trace_id, parent_span_id = RUN_TRACEPARENT.split("-")[1:3]
+    assert acks.one("logs", "start_trace").result_id == trace_id
+    spans = exporter.get_finished_spans()
+    assert {format(s.context.trace_id, "032x") for s in spans if s.context} == {trace_id}
+    assert all(s.context for s in spans)
+    [root] = [s for s in spans if s.name == "run agent"]
+    assert root.parent is not None and format(root.parent.span_id, "016x") == parent_span_id
+
+
+def test_an_otlp_endpoint_in_the_environment_exports_the_spans(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # a None entry in sys.modules makes the import fail, as on a machine without the SDK
-    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
-    assert exporter_for("http://collector:4318") is None
-    domain = TracesDomain(otlp_endpoint="http://collector:4318")
-    assert domain.exporter is None
-
-
-def test_with_the_sdk_spans_are_exported_with_rok_s_ids() -> None:
-    pytest.importorskip("opentelemetry.sdk.trace")
-    pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter")
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
@@ -92,22 +144,21 @@ def test_with_the_sdk_spans_are_exported_with_rok_s_ids() -> None:
     server = HTTPServer(("127.0.0.1", 0), Collector)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        domain = TracesDomain(otlp_endpoint=f"http://127.0.0.1:{server.server_port}")
-        ctx = make_context("agent")
-        ctx.started_at = datetime.now(UTC)
-        ctx.step("plan")
-        ctx.ended_at = datetime.now(UTC)
-        acks = FakeAcks()
-        asyncio.run(domain.on_execution_end(ctx, Outcome.succeeded(), acks))
-        assert domain.exporter is not None
-        domain.exporter.close()
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "agents-prod")
+        tracing = tracing_from_env(WORKER)
+        assert tracing.provider is not None
+        acks = traced_run(TracesDomain(tracing.provider), make_context("agent"))
+        tracing.shutdown()  # flushes the batch
     finally:
         server.shutdown()
         server.server_close()
 
     completed = acks.one("logs", "complete_trace")
-    assert completed.details is not None and completed.details["exported"] is True
     request = ExportTraceServiceRequest.FromString(received[0])
-    spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
-    assert [s.name for s in spans] == ["run agent", "plan"]
+    [resource_spans] = request.resource_spans
+    names = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert names["service.name"] == "agents-prod"
+    spans = [s for ss in resource_spans.scope_spans for s in ss.spans]
+    assert sorted(s.name for s in spans) == ["plan", "run agent"]
     assert {s.trace_id.hex() for s in spans} == {completed.result_id}

@@ -3,14 +3,14 @@
 runs: create, list, get · leases: claim, heartbeat · moves: the lifecycle
 moves · control: cancel, approve, reject, release · acks: domain acks ·
 governance: the check and the reconciliation · verify: the sealed history
-recomputed.
+recomputed · events: the alerts and their delivery.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import acks, control, governance, leases, moves, runs, verify
+from service.api.routes import acks, control, events, governance, leases, moves, runs, verify
 
 ROUTERS: tuple[APIRouter, ...] = (
     runs.router,
@@ -20,4 +20,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     acks.router,
     governance.router,
     verify.router,
+    events.router,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from service.api.deps import AuthorityDep, PrincipalDep, require, require_tenant
 from service.api.presenters import RokJSONResponse, run_json, run_summary_json
@@ -26,6 +26,7 @@ from service.store.keys import RUNS_READ, RUNS_WRITE
 from service.store.records import RetryPolicy
 from service.store.runs import RunFilter
 from service.store.summaries import list_summaries
+from service.telemetry import traceparent_now
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -56,7 +57,18 @@ def _run(authority: Authority, run_id: str) -> RokJSONResponse:
     },
     summary="Create a run and declare its audit contract (T0)",
 )
-def create_run(body: CreateRunIn, authority: AuthorityDep, principal: PrincipalDep) -> Response:
+def create_run(
+    body: CreateRunIn,
+    authority: AuthorityDep,
+    principal: PrincipalDep,
+    traceparent: Annotated[
+        str | None,
+        Header(
+            description="W3C trace context: the run joins this trace (a malformed value is "
+            "ignored). With tracing on, the run keeps the span of this request instead."
+        ),
+    ] = None,
+) -> Response:
     require(principal, RUNS_WRITE)
     kernel = create_rok(
         str(body.run_id) if body.run_id else None,
@@ -80,6 +92,7 @@ def create_run(body: CreateRunIn, authority: AuthorityDep, principal: PrincipalD
         retry=_retry_policy(body.retry),
         requires_approval=body.requires_approval,
         approval_timeout_ms=body.approval_timeout_ms,
+        traceparent=traceparent_now(traceparent),
     )
     created = kernel.declare_expectations()
     answer = _run(authority, kernel.run_id)

@@ -9,6 +9,7 @@ share, the check that a value is storable, is in `base`. Responses
 from __future__ import annotations
 
 from service.api.schemas.base import StrictModel, check_storable
+from service.api.schemas.events import EventBodyOut, EventOut, EventPageOut
 from service.api.schemas.requests import (
     AckBatchIn,
     AckIn,
@@ -60,6 +61,9 @@ __all__ = [
     "DecisionIn",
     "EmptyIn",
     "ErrorOut",
+    "EventBodyOut",
+    "EventOut",
+    "EventPageOut",
     "ExecutionCompleteIn",
     "ExpectationIn",
     "ExpectationOut",

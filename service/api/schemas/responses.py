@@ -135,6 +135,12 @@ class RunOut(BaseModel):
     created_by: str | None = Field(
         default=None, description="The id of the API key that created the run (null: auth off)."
     )
+    traceparent: str | None = Field(
+        default=None,
+        description="The W3C traceparent of the request that created the run: send it on "
+        "every request about the run (a worker does) and its spans share one trace.",
+        examples=["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+    )
     updated_at: datetime
     execution_success: bool | None
     error: str | None
