@@ -14,7 +14,6 @@ The principal is kept in the request's scope, where the routes' dependency
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.errors import FORBIDDEN, UNAUTHORIZED, ProblemKind, send_problem
 from service.config import Settings
 from service.store.keys import ADMIN, ApiKey, KeyStore
 
@@ -138,33 +138,31 @@ class AuthGate:
         if not self.settings.auth_required:
             refusal = local_request_refusal(headers)
             if refusal is not None:
-                await _refuse(send, 403, refusal)
+                await _refuse(scope, send, FORBIDDEN, refusal)
                 return
             principal = ANONYMOUS
         else:
             scheme, _, token = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 await _refuse(
-                    send, 401, "this endpoint needs an API key: send Authorization: Bearer <key>"
+                    scope,
+                    send,
+                    UNAUTHORIZED,
+                    "this endpoint needs an API key: send Authorization: Bearer <key>",
                 )
                 return
             key = await anyio.to_thread.run_sync(self.keys().authenticate, token.strip())
             if key is None:
-                await _refuse(send, 401, "the API key is unknown or revoked", "invalid_token")
+                await _refuse(
+                    scope, send, UNAUTHORIZED, "the API key is unknown or revoked", "invalid_token"
+                )
                 return
             principal = principal_from_key(key)
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
 
 
-async def _refuse(send: Send, status: int, detail: str, error: str | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if status == 401:
-        challenge = "Bearer" if error is None else f'Bearer error="{error}"'
-        headers.append((b"www-authenticate", challenge.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _refuse(
+    scope: Scope, send: Send, kind: ProblemKind, detail: str, error: str | None = None
+) -> None:
+    await send_problem(scope, send, kind, detail, challenge_error=error)

@@ -9,6 +9,7 @@ share, the check that a value is storable, is in `base`. Responses
 from __future__ import annotations
 
 from service.api.schemas.base import StrictModel, check_storable
+from service.api.schemas.problems import FieldError, Problem, ValidationProblem
 from service.api.schemas.requests import (
     AckBatchIn,
     AckIn,
@@ -28,14 +29,11 @@ from service.api.schemas.responses import (
     AckBatchOut,
     AckOut,
     ClaimOut,
-    ErrorOut,
     ExpectationOut,
-    FieldErrorOut,
     GovernanceCheckOut,
     GovernanceOut,
     HealthOut,
     HistoryEntryOut,
-    InvalidOut,
     LeaseGrantOut,
     LeaseOut,
     ReconciliationOut,
@@ -54,12 +52,11 @@ __all__ = [
     "ClaimOut",
     "CreateRunIn",
     "EmptyIn",
-    "ErrorOut",
     "ExecutionCompleteIn",
     "ExpectationIn",
     "ExpectationOut",
     "FailIn",
-    "FieldErrorOut",
+    "FieldError",
     "FinalizeIn",
     "GovernanceCheckIn",
     "GovernanceCheckOut",
@@ -67,14 +64,15 @@ __all__ = [
     "HealthOut",
     "HeartbeatIn",
     "HistoryEntryOut",
-    "InvalidOut",
     "LeaseGrantOut",
     "LeaseOut",
+    "Problem",
     "ReconciliationOut",
     "RunOut",
     "RunPageOut",
     "RunSummaryOut",
     "StrictModel",
     "UngovernedOutcomeIn",
+    "ValidationProblem",
     "check_storable",
 ]
