@@ -10,11 +10,14 @@ tags with descriptions, `servers`, the bearer scheme with public operations
 marked `security: []`, error answers as `application/problem+json`, and two
 FastAPI habits undone: an optional parameter or body is declared as
 `anyOf [X, null]`, which generators turn into "X or None" that the client must
-send; here it is X, not required.
+send (here it is X, not required), and a request field's `default`, which
+openapi-typescript turns into a field the client must send (here the
+description says it).
 """
 
 from __future__ import annotations
 
+import json
 from importlib.resources import files
 from typing import Any
 
@@ -129,11 +132,31 @@ def _examples_by_model() -> dict[str, list[Any]]:
     return found
 
 
+def _request_models() -> set[str]:
+    return {
+        model.__name__
+        for model in (getattr(schemas, name) for name in schemas.__all__)
+        if isinstance(model, type) and issubclass(model, schemas.StrictModel)
+    }
+
+
+def _default_in_words(field: dict[str, Any]) -> None:
+    """A request field's default, said in its description instead of `default`:
+    openapi-typescript (7, by default) types a field with a default as always present,
+    so a TypeScript client would have to send every defaulted field."""
+    if "default" in field:
+        said = f"Default: `{json.dumps(field.pop('default'))}`."
+        field["description"] = f"{field['description']} {said}" if "description" in field else said
+
+
 def shape_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     components = schema.get("components", {}).get("schemas", {})
     for name, examples in _examples_by_model().items():
         if name in components:
             components[name]["examples"] = examples
+    for name in _request_models() & set(components):
+        for field in components[name].get("properties", {}).values():
+            _default_in_words(field)
     schema["tags"] = TAGS
     schema["servers"] = SERVERS
     schema["security"] = [{SECURITY_SCHEME: []}]
