@@ -32,9 +32,10 @@ Responses = dict[int | str, dict[str, Any]]
 #
 # `responses=problems(...)` lists every status the operation can answer, and only
 # those, each with the problem schema (service.api.schemas.problems) and an example:
-#   401, 403, 422, 429  every operation that takes a key (PrincipalDep): no key, a
-#                       missing scope, a request that fails validation (a bad path
-#                       id, query or header too), ROK_RATE_LIMIT;
+#   401, 403, 429       every operation that takes a key (PrincipalDep): no key, a
+#                       missing scope, ROK_RATE_LIMIT;
+#   422                 every operation with a path id, a query, a header or a body
+#                       to validate (every POST: its Idempotency-Key header);
 #   404                 every operation with a {run_id} in its path;
 #   409, 413            every POST (an Idempotency-Key still in progress; the body
 #                       limit), and `conflict=` says what else a 409 means there.
