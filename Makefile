@@ -14,7 +14,7 @@ PORT ?= 8000
 RUN_CMD ?= ROK_AUTH=off $(BIN)/rok serve --migrate --demo --host $(HOST) --port $(PORT)
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint format check openapi bench wheel clean
+.PHONY: venv run test lint lint-openapi openapi-tools format check openapi bench wheel clean
 
 venv: $(STAMP)
 
@@ -29,12 +29,29 @@ run: venv
 test: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-# ruff, the formatter, mypy (service and tests) and the import layers (pyproject.toml)
-lint: venv
+# ruff, the formatter, mypy (service and tests), the import layers (pyproject.toml), and
+# the OpenAPI linters on the committed contract
+lint: venv lint-openapi
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# Spectral (the spectral:oas ruleset) and Redocly (recommended) must find 0 errors in
+# openapi/openapi.json; warnings are printed, not fatal. Both are npm packages pinned in
+# openapi/package-lock.json, installed by `npm ci` when missing or when the lock changed.
+OPENAPI_TOOLS := openapi/node_modules/.installed
+lint-openapi: $(OPENAPI_TOOLS)
+	openapi/node_modules/.bin/spectral lint --fail-severity error \
+		--ruleset openapi/.spectral.yaml openapi/openapi.json
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		openapi/node_modules/.bin/redocly lint --config openapi/redocly.yaml openapi/openapi.json
+
+openapi-tools: $(OPENAPI_TOOLS)
+
+$(OPENAPI_TOOLS): openapi/package.json openapi/package-lock.json
+	cd openapi && npm ci --no-audit --no-fund
+	touch $@
 
 format: venv
 	$(BIN)/ruff check --fix .

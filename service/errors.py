@@ -7,6 +7,7 @@ try/except in a handler.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -81,7 +82,15 @@ class IdempotencyConflict(RokError):
 
 
 class InvalidRequest(RokError):
-    """A request that is well-formed JSON but asks for something rok refuses (HTTP 422)."""
+    """A request that is well-formed JSON but asks for something rok refuses (HTTP 422).
+
+    `loc` names the part of the request at fault when one is (`("query", "cursor")`);
+    empty, the request as a whole.
+    """
+
+    def __init__(self, message: str, loc: Sequence[str | int] = ()) -> None:
+        super().__init__(message)
+        self.loc = tuple(loc)
 
 
 class SchemaOutOfDate(RokError):

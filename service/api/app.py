@@ -18,6 +18,7 @@ from service.api.deps import AuthorityDep
 from service.api.errors import install_error_handlers
 from service.api.idempotency import IdempotencyReplay, document_idempotency_key
 from service.api.limits import BodySizeLimit
+from service.api.openapi import install_docs, install_openapi, operation_id
 from service.api.ratelimit import RateLimit
 from service.api.routes import ROUTERS
 from service.api.schemas import HealthOut
@@ -92,6 +93,10 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # served by install_docs, from this service's own assets
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     if authority is not None:
         app.state.authority = authority
@@ -108,13 +113,22 @@ def create_app(
     app.add_middleware(AuthGate, settings=settings, keys=keys)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     document_idempotency_key(app)
+    install_openapi(app)
+    install_docs(app)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(console.router)
     traced.instrument_app(app)  # outermost: a request's span covers the gates too
 
-    @app.get("/healthz", response_model=HealthOut, tags=["health"], summary="Liveness")
+    @app.get(
+        "/healthz",
+        response_model=HealthOut,
+        tags=["health"],
+        operation_id="get_health",
+        summary="Liveness",
+        description="200 while the service answers and its database does. Public: no key.",
+    )
     async def healthz(authority: AuthorityDep) -> dict[str, Any]:
         def ping() -> None:
             with authority.database.read() as conn:

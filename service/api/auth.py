@@ -20,7 +20,6 @@ request without a usable key is sent to the login form (303), not answered
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
@@ -29,6 +28,7 @@ import anyio.to_thread
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.errors import FORBIDDEN, UNAUTHORIZED, ProblemKind, send_problem
 from service.config import Settings
 from service.store.keys import ADMIN, ApiKey, KeyStore
 
@@ -195,12 +195,12 @@ class AuthGate:
         if console and scope["method"] not in ("GET", "HEAD"):
             refusal = cross_site_refusal(headers)
             if refusal is not None:
-                await _refuse(send, 403, refusal)
+                await _refuse(scope, send, FORBIDDEN, refusal)
                 return
         if not self.settings.auth_required:
             refusal = local_request_refusal(headers)
             if refusal is not None:
-                await _refuse(send, 403, refusal)
+                await _refuse(scope, send, FORBIDDEN, refusal)
                 return
             principal = ANONYMOUS
         elif console and is_console_open(path):
@@ -214,7 +214,10 @@ class AuthGate:
                     await _to_login(scope, send, forget=False)
                     return
                 await _refuse(
-                    send, 401, "this endpoint needs an API key: send Authorization: Bearer <key>"
+                    scope,
+                    send,
+                    UNAUTHORIZED,
+                    "this endpoint needs an API key: send Authorization: Bearer <key>",
                 )
                 return
             key = await anyio.to_thread.run_sync(self.keys().authenticate, token)
@@ -222,7 +225,9 @@ class AuthGate:
                 if console:  # revoked since the login: ask again
                     await _to_login(scope, send, forget=True)
                     return
-                await _refuse(send, 401, "the API key is unknown or revoked", "invalid_token")
+                await _refuse(
+                    scope, send, UNAUTHORIZED, "the API key is unknown or revoked", "invalid_token"
+                )
                 return
             principal = principal_from_key(key)
         scope.setdefault("state", {})["principal"] = principal
@@ -252,14 +257,7 @@ def forget_console_key() -> str:
     )
 
 
-async def _refuse(send: Send, status: int, detail: str, error: str | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if status == 401:
-        challenge = "Bearer" if error is None else f'Bearer error="{error}"'
-        headers.append((b"www-authenticate", challenge.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _refuse(
+    scope: Scope, send: Send, kind: ProblemKind, detail: str, error: str | None = None
+) -> None:
+    await send_problem(scope, send, kind, detail, challenge_error=error)

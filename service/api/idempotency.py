@@ -35,7 +35,14 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.auth import principal_of
-from service.api.limits import replay_receive, respond
+from service.api.errors import (
+    IDEMPOTENCY_CONFLICT,
+    IDEMPOTENCY_IN_PROGRESS,
+    INVALID_REQUEST,
+    field_error,
+    send_problem,
+)
+from service.api.limits import replay_receive
 from service.authority import Authority
 from service.store.idempotency import (
     TOUCH_EVERY_S,
@@ -115,7 +122,8 @@ class IdempotencyReplay:
             return
         problem = key_problem(values)
         if problem is not None:
-            await respond(send, 422, problem, "invalid_request")
+            errors = [field_error(["header", HEADER], problem, "invalid_request")]
+            await send_problem(scope, send, INVALID_REQUEST, problem, errors=errors)
             return
         key = values[0].decode("ascii")
         body = await _read_body(receive)
@@ -132,10 +140,11 @@ class IdempotencyReplay:
                 f"{HEADER} {key!r} was already used with a different request (method, path "
                 "or body); send a new key for a new request"
             )
-            await respond(send, 422, detail, "idempotency_key_reused")
+            errors = [field_error(["header", HEADER], detail, IDEMPOTENCY_CONFLICT.code)]
+            await send_problem(scope, send, IDEMPOTENCY_CONFLICT, detail, errors=errors)
         elif begun is Refusal.IN_PROGRESS:
             detail = f"the request with {HEADER} {key!r} is still in progress; retry later"
-            await respond(send, 409, detail, "idempotency_in_progress", {"retry-after": "1"})
+            await send_problem(scope, send, IDEMPOTENCY_IN_PROGRESS, detail, {"Retry-After": "1"})
         else:
             receive = replay_receive([_request(body)], then=receive)
             await self._run(scope, receive, send, store, clock, begun)

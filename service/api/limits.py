@@ -1,14 +1,15 @@
 """Request body limit (ROK_MAX_BODY_BYTES): a body over it is refused with 413 before parsing.
 
-Also what the other gates in front of the app share: `respond` (a JSON
-refusal) and `replay_receive` (hand the app a body that was already read).
+Also what the other gates in front of the app share: `replay_receive` (hand
+the app a body that was already read). They answer refusals with
+service.api.errors.send_problem.
 """
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.errors import TOO_LARGE, send_problem
 
 MAX_BODY_BYTES = 1024 * 1024
 """The default of ROK_MAX_BODY_BYTES (Settings.max_body_bytes); the app passes the setting."""
@@ -33,7 +34,7 @@ class BodySizeLimit:
         declared = _content_length(scope)
         if declared is not None:
             if declared > self.max_bytes:
-                await self._refuse(send)
+                await self._refuse(scope, send)
                 return
             await self.app(scope, receive, send)  # the server enforces the declared length
             return
@@ -47,7 +48,7 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(send)
+                await self._refuse(scope, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -55,23 +56,9 @@ class BodySizeLimit:
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, replay_receive([body], then=receive), send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send) -> None:
         detail = f"request body is larger than {self.max_bytes} bytes (ROK_MAX_BODY_BYTES)"
-        await respond(send, 413, detail, "too_large")
-
-
-async def respond(
-    send: Send, status: int, detail: str, code: str, headers: dict[str, str] | None = None
-) -> None:
-    """A JSON refusal `{detail, code}`, sent by a gate before the app ran."""
-    body = json.dumps({"detail": detail, "code": code}).encode()
-    raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((name.encode(), value.encode()) for name, value in (headers or {}).items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+        await send_problem(scope, send, TOO_LARGE, detail)
 
 
 def _content_length(scope: Scope) -> int | None:

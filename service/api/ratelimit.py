@@ -4,7 +4,7 @@ A moving window per principal (its API key; the anonymous caller with auth
 off), kept in this process's memory by the `limits` library: each replica
 limits on its own, so N replicas let a key through up to N times the rate.
 Public paths (health, docs) have no principal and are not limited. A refusal
-is `429 {"detail": ...}` naming the limit, with `Retry-After` in whole seconds
+is a 429 problem (`rate_limited`) naming the limit, with `Retry-After` in whole seconds
 (at least 1): when the oldest request in the window leaves it.
 """
 
@@ -19,7 +19,7 @@ from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.auth import principal_of
-from service.api.limits import respond
+from service.api.errors import RATE_LIMITED, send_problem
 
 
 class RateLimit:
@@ -44,7 +44,7 @@ class RateLimit:
             f"rate limit of {self.limit} per key exceeded (ROK_RATE_LIMIT); "
             f"retry in {retry_after} s"
         )
-        await respond(send, 429, detail, "rate_limited", {"retry-after": str(retry_after)})
+        await send_problem(scope, send, RATE_LIMITED, detail, {"Retry-After": str(retry_after)})
 
     def hit(self, who: str) -> int | None:
         """Count one request of `who`; None if allowed, else the seconds until it would be.

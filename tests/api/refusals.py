@@ -3,7 +3,7 @@ with a clear error and leaves what was stored unchanged.
 
 Every refusal test snapshots the runs through the API (the whole list, each run
 as GET /runs/{id} shows it) before the bad request and compares after it
-(`nothing_changes`), and checks the answer's status and `detail` (`refused`).
+(`nothing_changes`), and checks the answer's status and problem document (`refused`).
 """
 
 from __future__ import annotations
@@ -33,15 +33,22 @@ def nothing_changes(api: RunsApi) -> Iterator[None]:
 
 
 def detail_text(response: httpx.Response) -> str:
-    """The error's `detail`, which must exist and say something."""
+    """The error's problem document (RFC 9457), checked: a `detail` sentence that says
+    something, its `code`, and on a 422 `errors` naming where and what. Returned as
+    one text (detail and field errors) for the words a test looks for."""
+    assert response.headers["content-type"] == "application/problem+json", response.headers
     body = response.json()
-    assert "detail" in body, body
+    for member in ("type", "title", "status", "detail", "instance", "code"):
+        assert member in body, (member, body)
+    assert body["status"] == response.status_code, body
     detail = body["detail"]
-    assert detail, body
-    if isinstance(detail, list):  # validation errors: each names where and what
-        for error in detail:
-            assert error.get("loc") and error.get("msg"), error
-    return detail if isinstance(detail, str) else json.dumps(detail)
+    assert isinstance(detail, str) and detail, body
+    if response.status_code != 422:
+        return detail
+    assert body["errors"], body
+    for error in body["errors"]:
+        assert isinstance(error["loc"], list) and error["msg"], error
+    return detail + " " + json.dumps(body["errors"])
 
 
 def refused(response: httpx.Response, status: int, *mentions: str) -> httpx.Response:

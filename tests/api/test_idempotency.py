@@ -77,7 +77,7 @@ def test_the_same_key_with_another_request_is_422_naming_the_key(served: Served)
             (f"/runs/{run_id}/fail", {"error": "x"}),  # another path
         ]:
             answer = refused(served.post(path, body, key="job-7"), 422, "'job-7'", HEADER)
-            assert answer.json()["code"] == "idempotency_key_reused"
+            assert answer.json()["code"] == "idempotency_conflict"
     # the first answer is still the one remembered
     assert served.post("/runs", {"handler": "h"}, key="job-7").json() == first.json()
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from service.api.app import create_app
 from service.api.openapi_export import openapi_schema, render_openapi
+from service.config import Settings
+from service.store.migrations import upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "openapi" / "openapi.json"
@@ -144,3 +150,161 @@ def test_request_bodies_forbid_unknown_fields() -> None:
         media = operation["requestBody"]["content"]["application/json"]
         for model in _resolve(schema, media["schema"]):
             assert model.get("additionalProperties") is False, (method, path, model["title"])
+
+
+# -- the contract as an operator's tool and for generated clients (issue 11) ------------
+
+PUBLIC_OPERATIONS = {("get", "/healthz")}
+ERROR_STATUSES = {"400", "401", "403", "404", "409", "413", "422", "429"}
+FOREIGN = re.compile(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
+
+
+def _operations() -> list[tuple[str, str, dict[str, Any]]]:
+    schema = json.loads(COMMITTED.read_text())
+    return [
+        (method, path, operation)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+    ]
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def test_every_operation_is_named_described_and_tagged() -> None:
+    schema = json.loads(COMMITTED.read_text())
+    tags = {tag["name"]: tag["description"] for tag in schema["tags"]}
+    assert set(tags) >= {"runs", "workers", "evidence", "operators", "health"}
+    assert all(tags.values()), tags
+    assert schema["servers"], "no servers: generated clients and Swagger UI need one"
+    ids = [operation["operationId"] for _, _, operation in _operations()]
+    assert len(set(ids)) == len(ids), ids
+    for method, path, operation in _operations():
+        where = f"{method.upper()} {path}"
+        # readable: a verb and a noun, not FastAPI's create_run_runs_post
+        assert re.fullmatch(r"[a-z]+(_[a-z]+){0,3}", operation["operationId"]), where
+        assert not operation["operationId"].endswith(("_get", "_post")), where
+        assert operation.get("summary") and operation.get("description"), where
+        assert operation["tags"] and set(operation["tags"]) <= set(tags), where
+    named = {(m, p): o["operationId"] for m, p, o in _operations()}
+    assert named[("post", "/runs")] == "create_run"
+    assert named[("post", "/runs/claim")] == "claim_run"
+    assert named[("post", "/runs/{run_id}/authorize")] == "authorize_run"
+    assert named[("post", "/runs/{run_id}/heartbeat")] == "heartbeat"
+
+
+def test_the_bearer_scheme_covers_every_operation_but_the_public_ones() -> None:
+    schema = json.loads(COMMITTED.read_text())
+    (name,) = schema["components"]["securitySchemes"]
+    assert schema["components"]["securitySchemes"][name] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schema["components"]["securitySchemes"][name]["description"],
+    }
+    assert schema["security"] == [{name: []}]
+    for method, path, operation in _operations():
+        expected: list[dict[str, list[str]]] = (
+            [] if (method, path) in PUBLIC_OPERATIONS else [{name: []}]
+        )
+        assert operation["security"] == expected, (method, path)
+
+
+def test_every_error_answer_is_a_problem_document() -> None:
+    for method, path, operation in _operations():
+        for status, answer in operation["responses"].items():
+            if not status.startswith(("4", "5")):
+                continue
+            (media_type,) = answer["content"]
+            assert media_type == "application/problem+json", (method, path, status)
+            model = "ValidationProblem" if status == "422" else "Problem"
+            media = answer["content"][media_type]
+            assert media["schema"] == {"$ref": f"#/components/schemas/{model}"}
+            assert media["example"]["status"] == int(status), (method, path, status)
+            assert media["example"]["code"], (method, path, status)
+
+
+def test_each_operation_documents_the_statuses_it_can_answer_and_no_other() -> None:
+    for method, path, operation in _operations():
+        documented = set(operation["responses"]) & ERROR_STATUSES
+        if (method, path) in PUBLIC_OPERATIONS:
+            assert documented == set(), (method, path)
+            continue
+        expected = {"401", "403", "422", "429"}
+        if "{run_id}" in path:
+            expected.add("404")
+        if method == "post":
+            expected |= {"409", "413"}  # an Idempotency-Key in progress; the body limit
+        assert documented == expected, (method, path)
+    responses = json.loads(COMMITTED.read_text())["paths"]["/runs/{run_id}"]["get"]["responses"]
+    assert "409" not in responses
+
+
+def test_generators_get_plain_types() -> None:
+    """No `prefixItems` tuple, no optional parameter or body typed `X or null`, and no
+    request field whose default would make openapi-typescript require it."""
+    schema = json.loads(COMMITTED.read_text())
+    assert not [node for node in _walk(schema) if "prefixItems" in node]
+    pair = schema["components"]["schemas"]["ReconciliationOut"]["properties"]["missing"]
+    assert {k: pair["items"][k] for k in ("type", "items", "minItems", "maxItems")} == {
+        "type": "array",
+        "items": {"type": "string"},
+        "minItems": 2,
+        "maxItems": 2,
+    }
+    for method, path, operation in _operations():
+        for parameter in operation.get("parameters", []):
+            if "schema" in parameter and not parameter.get("required"):
+                assert "anyOf" not in parameter["schema"], (method, path, parameter["name"])
+        body = operation.get("requestBody", {})
+        for media in body.get("content", {}).values():
+            assert "anyOf" not in media["schema"], (method, path)
+    lease = next(
+        p
+        for p in schema["paths"]["/runs/{run_id}/finalize"]["post"]["parameters"]
+        if p.get("name") == "X-Lease-Token"
+    )
+    assert lease["schema"]["type"] == "string" and not lease["required"]
+    for method, path, operation in _operations_with_bodies():
+        media = operation["requestBody"]["content"]["application/json"]
+        for model in _resolve(schema, media["schema"]):
+            for name, field in model["properties"].items():
+                assert "default" not in field, (method, path, model["title"], name)
+    run = schema["components"]["schemas"]["RunOut"]
+    assert set(run["required"]) == set(run["properties"]), "an answer sends every field"
+
+
+@pytest.fixture
+def docs_client(tmp_path: Path) -> Iterator[TestClient]:
+    """With ROK_AUTH=required: the docs are public all the same."""
+    url = f"sqlite:///{tmp_path / 'rok.db'}"
+    upgrade(url)
+    settings = Settings(database_url=url, auth="required")
+    with TestClient(create_app(settings), base_url="http://rok.internal") as client:
+        yield client
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_load_nothing_from_another_host(docs_client: TestClient, page: str) -> None:
+    html = docs_client.get(page)
+    assert html.status_code == 200, html.text
+    assert not FOREIGN.search(html.text), f"{page} loads from another host:\n{html.text}"
+    assert "fonts.googleapis" not in html.text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+    assert any(a.endswith(".js") for a in assets) and any("favicon" in a for a in assets)
+    for asset in assets:
+        answer = docs_client.get(asset)
+        assert answer.status_code == 200 and answer.content, asset
+    spec = docs_client.get("/openapi.json")
+    assert spec.status_code == 200 and spec.json()["info"]["title"]
+
+
+def test_no_swagger_validator_badge_is_fetched(docs_client: TestClient) -> None:
+    """Swagger UI asks a public validator for a badge unless told not to."""
+    assert '"validatorUrl": null' in docs_client.get("/docs").text

@@ -4,8 +4,9 @@
   `400 There was an error parsing the body`, undocumented; it is a 422 naming
   the body, like every malformed body. A body sent as another content type is
   a 422 that says to send JSON.
-- A 422 has two shapes (a list of field errors, or one sentence); the contract
-  documented only the first.
+- A 422 had two shapes (a list of field errors, or one sentence); the contract
+  documented only the first. Every 422 is now one problem document: `detail` a
+  sentence, `errors` the list.
 - Tenant B's heartbeat on a run of tenant A answered 409 ("the run holds no
   lease"), and its governance check 409 naming the run's phase: both told B
   the run exists. Both are 404 now, as every other move is.
@@ -38,7 +39,7 @@ def _post(live: Live, path: str, headers: dict[str, str], **options: Any) -> Any
 def test_a_body_that_cannot_be_decoded_is_a_422_naming_the_body(live: Live, body: bytes) -> None:
     answer = _post(live, "/runs", {**live.admin, **JSON}, content=body)
     assert answer.status_code == 422, answer.text
-    (error,) = answer.json()["detail"]
+    (error,) = answer.json()["errors"]
     assert error["loc"][0] == "body"
     assert error["type"] == "json_invalid"
 
@@ -51,7 +52,7 @@ def test_a_body_not_sent_as_json_is_a_422_that_says_so(
     body = json.dumps({"handler": "h"}).encode()
     answer = _post(live, "/runs", headers, content=body)
     assert answer.status_code == 422, answer.text
-    assert answer.json()["detail"] == [
+    assert answer.json()["errors"] == [
         {
             "loc": ["body"],
             "msg": "the body must be JSON, sent with Content-Type: application/json",
@@ -60,18 +61,22 @@ def test_a_body_not_sent_as_json_is_a_422_that_says_so(
     ]
 
 
-def test_every_operation_documents_one_422_in_both_shapes() -> None:
+def test_every_operation_documents_its_422_as_a_validation_problem() -> None:
     schema = openapi_schema()
-    invalid = schema["components"]["schemas"]["InvalidOut"]["properties"]["detail"]
-    assert {option.get("type") for option in invalid["anyOf"]} == {"array", "string"}
+    problem = schema["components"]["schemas"]["ValidationProblem"]
+    assert problem["properties"]["detail"]["type"] == "string"
+    assert "errors" in problem["required"]
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             responses = operation["responses"]
             if path == "/healthz":
                 assert "422" not in responses
                 continue
-            media = responses["422"]["content"]["application/json"]
-            assert media["schema"] == {"$ref": "#/components/schemas/InvalidOut"}, (method, path)
+            media = responses["422"]["content"]["application/problem+json"]
+            assert media["schema"] == {"$ref": "#/components/schemas/ValidationProblem"}, (
+                method,
+                path,
+            )
             for status in ("401", "403", "429"):
                 assert status in responses, (method, path, status)
             if method == "post":

@@ -10,12 +10,12 @@ from fastapi import APIRouter, status
 from service.api.auth import Principal
 from service.api.deps import AuthorityDep, PrincipalDep, require
 from service.api.presenters import ack_json
-from service.api.routes.common import NOT_FOUND, POSTED, caller
+from service.api.routes.common import POST_ON_RUN, caller
 from service.api.schemas import AckBatchIn, AckBatchOut, AckIn, AckOut
 from service.kernel.spec import AckSpec
 from service.store.keys import ACKS_PREFIX
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["evidence"])
 
 
 def require_domain(principal: Principal, domains: list[str]) -> None:
@@ -28,8 +28,12 @@ def require_domain(principal: Principal, domains: list[str]) -> None:
     "/{run_id}/acks",
     status_code=status.HTTP_201_CREATED,
     response_model=AckOut,
-    responses={**NOT_FOUND, **POSTED},
+    responses=POST_ON_RUN,
+    operation_id="record_ack",
     summary="A domain acknowledges (or reports failing) an action for the run",
+    description="Evidence for the run's contract: `domain` did `action` (its `result_id`), or "
+    "failed to (`error`). Needs the key's acks:<domain> scope, no lease. An ack after the "
+    "governance verdict or the run's end is kept and marked `late`, never counted.",
 )
 def ack(
     run_id: UUID, body: AckIn, authority: AuthorityDep, principal: PrincipalDep
@@ -45,8 +49,11 @@ def ack(
     "/{run_id}/acks/batch",
     status_code=status.HTTP_201_CREATED,
     response_model=AckBatchOut,
-    responses={**NOT_FOUND, **POSTED},
-    summary="Several acks for the run in one transaction: all recorded, in order, or none",
+    responses=POST_ON_RUN,
+    operation_id="record_acks",
+    summary="Several acks for the run in one transaction",
+    description="All recorded, in the order sent, or none (the first refusal answers). "
+    "Each ack as `record_ack` takes it.",
 )
 def ack_batch(
     run_id: UUID, body: AckBatchIn, authority: AuthorityDep, principal: PrincipalDep

@@ -1,4 +1,4 @@
-"""What the /runs routers share: the errors they document and how a move answers."""
+"""What the routers share: how they document their error answers, and how a move answers."""
 
 from __future__ import annotations
 
@@ -8,16 +8,57 @@ from uuid import UUID
 
 from service.api.auth import Principal
 from service.api.deps import require_mover
+from service.api.errors import (
+    FORBIDDEN,
+    NOT_FOUND,
+    PHASE_CONFLICT,
+    RATE_LIMITED,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    ProblemKind,
+    problem,
+)
+from service.api.errors import IDEMPOTENCY_IN_PROGRESS as IDEMPOTENCY_IN_PROGRESS_KIND
 from service.api.presenters import RokJSONResponse, run_json
-from service.api.schemas import ErrorOut, InvalidOut
+from service.api.schemas import Problem, ValidationProblem
 from service.authority import Authority
 from service.kernel import RunOrchestrationKernel
 from service.kernel.spec import Caller
 
-ERRORS: dict[int | str, dict[str, Any]] = {
+Responses = dict[int | str, dict[str, Any]]
+"""The `responses=` of a route decorator."""
+
+# -- How a route documents its error answers (the convention every router follows) ------
+#
+# `responses=problems(...)` lists every status the operation can answer, and only
+# those, each with the problem schema (service.api.schemas.problems) and an example:
+#   401, 403, 429       every operation that takes a key (PrincipalDep): no key, a
+#                       missing scope, ROK_RATE_LIMIT;
+#   422                 every operation with a path id, a query, a header or a body
+#                       to validate (every POST: its Idempotency-Key header);
+#   404                 every operation with a {run_id} in its path;
+#   409, 413            every POST (an Idempotency-Key still in progress; the body
+#                       limit), and `conflict=` says what else a 409 means there.
+# The presets below are the common sets. A public operation (no PrincipalDep:
+# health, readiness, metrics) documents none of these, and the schema marks it
+# `security: []` by itself (service.api.openapi). Give every operation an
+# `operation_id` (verb_noun: `create_run`), a `summary` and a `description`, and
+# its router a tag of service.api.openapi.TAGS. The error bodies themselves are
+# built only in service.api.errors: raise a RokError, never return an error dict.
+
+IDEMPOTENCY_IN_PROGRESS = "a request with the same Idempotency-Key is still running (retry later)"
+
+
+def _example(kind: ProblemKind, detail: str, instance: str, **extra: Any) -> dict[str, Any]:
+    return {"example": problem(kind, detail, instance, **extra)}
+
+
+_RUN_PATH = "/runs/b9d1540a-9a04-4676-b249-83d6b461aa91/begin-execution"
+
+_PROBLEMS: Responses = {
     401: {
-        "model": ErrorOut,
-        "description": "No API key, or an unknown or revoked one.",
+        "model": Problem,
+        "description": "No API key, or an unknown or revoked one (`unauthorized`).",
         "headers": {
             "WWW-Authenticate": {
                 "description": '`Bearer`, with `error="invalid_token"` for a key it refused.',
@@ -25,23 +66,53 @@ ERRORS: dict[int | str, dict[str, Any]] = {
                 "schema": {"type": "string"},
             }
         },
+        "content": {
+            "application/json": _example(
+                UNAUTHORIZED, "the API key is unknown or revoked", _RUN_PATH
+            )
+        },
     },
-    403: {"model": ErrorOut, "description": "The key lacks the scope this request needs."},
-    404: {"model": ErrorOut, "description": "No run with that id (in the key's tenant)."},
-    409: {
-        "model": ErrorOut,
-        "description": "The phase machine or the lease forbids this move, or a request with "
-        "the same Idempotency-Key is still running.",
+    403: {
+        "model": Problem,
+        "description": "The key lacks the scope or the tenant this request needs; with "
+        "ROK_AUTH=off, the request was not addressed to this machine (`forbidden`).",
+        "content": {
+            "application/json": _example(
+                FORBIDDEN, "this key lacks the scope this request needs: runs:write", _RUN_PATH
+            )
+        },
     },
-    413: {"model": ErrorOut, "description": "The body is larger than ROK_MAX_BODY_BYTES."},
+    404: {
+        "model": Problem,
+        "description": "No run with that id in the key's tenant (`not_found`).",
+        "content": {
+            "application/json": _example(
+                NOT_FOUND, "run b9d1540a-9a04-4676-b249-83d6b461aa91 does not exist", _RUN_PATH
+            )
+        },
+    },
+    413: {
+        "model": Problem,
+        "description": "The body is larger than ROK_MAX_BODY_BYTES (`too_large`).",
+        "content": {
+            "application/json": _example(
+                TOO_LARGE, "request body is larger than 1048576 bytes (ROK_MAX_BODY_BYTES)", "/runs"
+            )
+        },
+    },
     422: {
-        "model": InvalidOut,
-        "description": "The request cannot be done as sent: a field that fails validation, a "
-        "body that is not JSON, or a refusal of the request as a whole (`detail` says which).",
+        "model": ValidationProblem,
+        "description": "The request cannot be done as sent (`invalid_request`; "
+        "`idempotency_conflict` for a key reused with another request): `errors` names "
+        "each field that fails validation, the body that is not JSON, or (`loc: []`) "
+        "the request refused as a whole.",
+        "content": {
+            "application/json": {"example": ValidationProblem.model_json_schema()["examples"][0]}
+        },
     },
     429: {
-        "model": ErrorOut,
-        "description": "The key sent more than ROK_RATE_LIMIT allows.",
+        "model": Problem,
+        "description": "The key sent more than ROK_RATE_LIMIT allows (`rate_limited`).",
         "headers": {
             "Retry-After": {
                 "description": "Seconds until a request of this key would be allowed.",
@@ -49,21 +120,82 @@ ERRORS: dict[int | str, dict[str, Any]] = {
                 "schema": {"type": "integer"},
             }
         },
+        "content": {
+            "application/json": _example(
+                RATE_LIMITED,
+                "rate limit of 100/second per key exceeded (ROK_RATE_LIMIT); retry in 1 s",
+                "/runs",
+            )
+        },
     },
 }
-"""Every refusal a POST on a run can answer; the other sets are what fewer routes can."""
-NOT_FOUND: dict[int | str, dict[str, Any]] = {k: ERRORS[k] for k in (401, 403, 404, 422, 429)}
-"""What a read of one run can answer."""
-AUTH: dict[int | str, dict[str, Any]] = {k: ERRORS[k] for k in (401, 403, 422, 429)}
-"""What every operation that needs a key can answer."""
-POSTED: dict[int | str, dict[str, Any]] = {
-    409: {
-        "model": ErrorOut,
-        "description": "A request with the same Idempotency-Key is still running.",
-    },
-    413: ERRORS[413],
-}
-"""What every POST can answer besides: its Idempotency-Key in progress, the body limit."""
+
+
+_BUSY_EXAMPLE = _example(
+    IDEMPOTENCY_IN_PROGRESS_KIND,
+    "the request with Idempotency-Key 'k-1' is still in progress; retry later",
+    "/runs",
+)
+_CONFLICT_EXAMPLE = _example(
+    PHASE_CONFLICT,
+    "run b9d1540a-9a04-4676-b249-83d6b461aa91 is in phase CREATED and cannot move to EXECUTING",
+    _RUN_PATH,
+    current_phase="CREATED",
+    requested_phase="EXECUTING",
+)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def problems(
+    *statuses: int, conflict: str | None = None, conflict_example: dict[str, Any] | None = None
+) -> Responses:
+    """The error answers of one operation, each with the problem schema and an example.
+
+    `conflict`: what a 409 means here besides an Idempotency-Key still in progress
+    (every POST can answer that one); `conflict_example`: a problem body showing it
+    (a phase conflict by default)."""
+    responses: Responses = {}
+    for status in statuses:
+        if status != 409:
+            responses[status] = _PROBLEMS[status]
+            continue
+        reasons = [reason for reason in (conflict, IDEMPOTENCY_IN_PROGRESS) if reason]
+        responses[409] = {
+            "model": Problem,
+            "description": _sentence("; or ".join(reasons))
+            + " (`idempotency_in_progress`, with `Retry-After`).",
+            "content": {
+                "application/json": (
+                    {"example": conflict_example}
+                    if conflict_example
+                    else _CONFLICT_EXAMPLE
+                    if conflict
+                    else _BUSY_EXAMPLE
+                )
+            },
+        }
+    return responses
+
+
+PHASE_OR_LEASE = (
+    "the phase machine forbids this move (`phase_conflict`: `current_phase` and "
+    "`requested_phase` say why), or the lease does (`lease_conflict`: no X-Lease-Token "
+    "on a leased run, a stale one, or another worker's)"
+)
+
+READ_ONE = problems(401, 403, 404, 422, 429)
+"""A GET of one run (or of something of one run)."""
+READ_MANY = problems(401, 403, 422, 429)
+"""A GET of a list."""
+POST_NEW = problems(401, 403, 409, 413, 422, 429)
+"""A POST with no run in its path (create, claim)."""
+POST_ON_RUN = problems(401, 403, 404, 409, 413, 422, 429)
+"""A POST on one run that no phase or lease refuses (an ack)."""
+MOVE = problems(401, 403, 404, 409, 413, 422, 429, conflict=PHASE_OR_LEASE)
+"""A lifecycle move, fenced by the phase machine and the lease."""
 
 Move = Callable[[RunOrchestrationKernel], object]
 """One lifecycle move: a call on the run's kernel, which commits it."""

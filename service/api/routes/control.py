@@ -11,7 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Response
 
 from service.api.deps import AuthorityDep, LeaseTokenDep, PrincipalDep, require
-from service.api.routes.common import ERRORS, answer_move
+from service.api.routes.common import MOVE, answer_move
 from service.api.schemas import CancelIn, DecisionIn, EmptyIn, RunOut
 from service.store.keys import RUNS_WRITE
 
@@ -21,7 +21,9 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 @router.post(
     "/{run_id}/cancel",
     response_model=RunOut,
-    responses=ERRORS,
+    responses=MOVE,
+    operation_id="cancel_run",
+    tags=["operators"],
     summary="Cancel a run: FAILED now, or (executing) its worker is told to stop",
     description="A run that is not executing under a live lease is FAILED at once, its "
     "error `cancelled: <reason>`. An executing run gets `cancel_requested: true`: its "
@@ -44,8 +46,13 @@ def cancel(
 @router.post(
     "/{run_id}/approve",
     response_model=RunOut,
-    responses=ERRORS,
+    responses=MOVE,
+    operation_id="approve_run",
+    tags=["operators"],
     summary="Approve a run that waits for approval: claims may take it from now on",
+    description="For a run created with `requires_approval` (or held by a policy at "
+    "authorization): its `approval` becomes approved with who decided (`by`, else the key's "
+    "id) and why, and it is claimable again. Needs runs:write; a worker key never approves.",
 )
 def approve(
     run_id: UUID,
@@ -68,8 +75,12 @@ def approve(
 @router.post(
     "/{run_id}/reject",
     response_model=RunOut,
-    responses=ERRORS,
+    responses=MOVE,
+    operation_id="reject_run",
+    tags=["operators"],
     summary="Reject a run that waits for approval: it fails, the decision in its history",
+    description="FAILED with `approval rejected by <by>: <reason>`; its `approval` is "
+    "rejected. Needs runs:write.",
 )
 def reject(
     run_id: UUID,
@@ -92,8 +103,12 @@ def reject(
 @router.post(
     "/{run_id}/release",
     response_model=RunOut,
-    responses=ERRORS,
+    responses=MOVE,
+    operation_id="release_run",
+    tags=["workers"],
     summary="The lease holder gives the run back: claimable again, nothing else changes",
+    description="With the lease's `X-Lease-Token`: the lease is dropped and the run waits "
+    "for the next claim in the phase it is in; its attempt, history and evidence stay.",
 )
 def release(
     run_id: UUID,

@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from service.api.deps import AuthorityDep, PrincipalDep, require, require_tenant
-from service.api.routes.common import AUTH
+from service.api.routes.common import READ_MANY
 from service.api.schemas import EventOut, EventPageOut, check_storable
 from service.errors import InvalidRequest
 from service.store.keys import RUNS_READ
 from service.store.outbox import Event, EventFilter, EventState, EventType, OutboxStore
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["operators"])
 
 
 def event_out(event: Event) -> EventOut:
@@ -37,7 +37,8 @@ def event_out(event: Event) -> EventOut:
 @router.get(
     "",
     response_model=EventPageOut,
-    responses=AUTH,
+    responses=READ_MANY,
+    operation_id="list_events",
     summary="List alerts (run.failed, run.stale, governance.incomplete), newest first, "
     "with their webhook delivery state",
     description="Events are recorded while ROK_WEBHOOK_URLS is set. An admin key sees "

@@ -10,20 +10,25 @@ from fastapi import APIRouter, Body, Response
 
 from service.api.deps import AuthorityDep, LeaseTokenDep, PrincipalDep, require
 from service.api.presenters import RokJSONResponse, reconciliation_json
-from service.api.routes.common import ERRORS, NOT_FOUND, caller, moved_run, mover
+from service.api.routes.common import MOVE, READ_ONE, caller, moved_run, mover
 from service.api.schemas import GovernanceCheckIn, GovernanceCheckOut, ReconciliationOut
 from service.errors import GovernanceCheckError
 from service.store.keys import RUNS_READ
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["evidence"])
 
 
 @router.post(
     "/{run_id}/governance-check",
     response_model=GovernanceCheckOut,
-    responses=ERRORS,
-    summary="Wait for the domain acks (up to timeout_ms), reconcile and record the check; "
-    "optionally finalize",
+    responses=MOVE,
+    operation_id="check_governance",
+    summary="Reconcile the run's acks with its contract and record the verdict",
+    description="On a run in GOVERNANCE_CHECK: waits up to `timeout_ms` for the expected acks, "
+    "reconciles them with the contract and records the check (the verdict never changes "
+    "after). With `require_all_acks`, a check that does not pass fails the run (the answer "
+    "is still 200, with the check). With `finalize`, the run is finalized in the same "
+    "transaction. The body is optional.",
 )
 async def governance_check(
     run_id: UUID,
@@ -54,8 +59,12 @@ async def governance_check(
 @router.get(
     "/{run_id}/reconciliation",
     response_model=ReconciliationOut,
-    responses=NOT_FOUND,
+    responses=READ_ONE,
+    operation_id="get_reconciliation",
     summary="The run's reconciliation as of now",
+    description="The contract against the acks at this moment: what is missing, drifted, "
+    "invalid, failed or still pending, and whether the run went stale. Recorded nowhere; "
+    "the governance check records its own.",
 )
 def reconciliation(
     run_id: UUID, authority: AuthorityDep, principal: PrincipalDep

@@ -11,12 +11,12 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AuthorityDep, LeaseTokenDep, PrincipalDep, require
 from service.api.presenters import run_json
-from service.api.routes.common import AUTH, ERRORS, POSTED
+from service.api.routes.common import POST_NEW, problems
 from service.api.schemas import ClaimIn, ClaimOut, HeartbeatIn, LeaseGrantOut
 from service.store.keys import WORKER
 from service.store.signals import CLAIMABLE
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["workers"])
 
 # A waiting claim re-reads at least this often: the safety net for runs made
 # claimable by another process that could not wake this one.
@@ -26,8 +26,14 @@ CLAIM_RECHECK_S = 1.0
 @router.post(
     "/claim",
     response_model=ClaimOut,
-    responses={204: {"description": "No run waited (within wait_ms)."}, **AUTH, **POSTED},
-    summary="Lease the next waiting run (highest priority, then oldest) to a worker",
+    responses={204: {"description": "No run waited (within `wait_ms`)."}, **POST_NEW},
+    operation_id="claim_run",
+    summary="Lease the next waiting run to a worker",
+    description="Takes the next claimable run (highest priority, then oldest; only `handlers` "
+    "when given; the key's tenant only) and leases it to `worker_id` for `lease_ms`. The "
+    "answer carries the run and the lease's token: send it as `X-Lease-Token` on every move "
+    "and heartbeat. With `wait_ms` the call long-polls; 204 when no run came in time. Retrying "
+    "with the same `claim_id` returns the lease the first try took, never a second run.",
 )
 async def claim(
     body: ClaimIn, request: Request, authority: AuthorityDep, principal: PrincipalDep
@@ -69,9 +75,21 @@ async def claim(
 @router.post(
     "/{run_id}/heartbeat",
     response_model=LeaseGrantOut,
-    responses=ERRORS,
-    summary="Extend the caller's lease, given its token (409 without it, with a stale one, "
-    "for another worker, or once it expired)",
+    responses=problems(
+        401,
+        403,
+        404,
+        409,
+        413,
+        422,
+        429,
+        conflict="the lease is not the caller's any more (`lease_conflict`: no token, a "
+        "stale one, another worker's, or it expired)",
+    ),
+    operation_id="heartbeat",
+    summary="Extend the caller's lease",
+    description="Extends the lease by `lease_ms` from now, given its token (in the body or in "
+    "`X-Lease-Token`). A 409 means the run is no longer this worker's: stop working on it.",
 )
 def heartbeat(
     run_id: UUID,

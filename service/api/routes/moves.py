@@ -14,7 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Response
 
 from service.api.deps import AuthorityDep, LeaseTokenDep, PrincipalDep
-from service.api.routes.common import ERRORS, answer_move
+from service.api.routes.common import MOVE, answer_move
 from service.api.schemas import (
     AuthorizeIn,
     EmptyIn,
@@ -31,8 +31,12 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 @router.post(
     "/{run_id}/authorize",
     response_model=RunOut,
-    responses=ERRORS,
-    summary="Authorize (GRANTED) or deny (anything else) a CREATED run; optionally begin execution",
+    responses=MOVE,
+    operation_id="authorize_run",
+    summary="Authorize (GRANTED) or deny (anything else) a CREATED run",
+    description="CREATED -> AUTHORIZED with `decision: GRANTED`; any other decision fails the "
+    "run with it as the reason. With `begin_execution`, a granted run goes on to EXECUTING "
+    "in the same transaction.",
 )
 def authorize(
     run_id: UUID,
@@ -53,8 +57,10 @@ def authorize(
 @router.post(
     "/{run_id}/begin-execution",
     response_model=RunOut,
-    responses=ERRORS,
-    summary="AUTHORIZED -> EXECUTING",
+    responses=MOVE,
+    operation_id="begin_execution",
+    summary="Begin execution: AUTHORIZED -> EXECUTING",
+    description="The worker starts the run's work. No body (or `{}`).",
 )
 def begin_execution(
     run_id: UUID,
@@ -69,8 +75,11 @@ def begin_execution(
 @router.post(
     "/{run_id}/execution-complete",
     response_model=RunOut,
-    responses=ERRORS,
-    summary="EXECUTING -> GOVERNANCE_CHECK with the execution outcome",
+    responses=MOVE,
+    operation_id="complete_execution",
+    summary="Record the execution outcome: EXECUTING -> GOVERNANCE_CHECK",
+    description="The work is done (`success`) or failed (`error`); either way the run goes on "
+    "to its governance check, which reconciles the acks the domains sent meanwhile.",
 )
 def execution_complete(
     run_id: UUID,
@@ -91,8 +100,10 @@ def execution_complete(
 @router.post(
     "/{run_id}/begin-finalization",
     response_model=RunOut,
-    responses=ERRORS,
-    summary="GOVERNANCE_CHECK -> FINALIZING (needs a recorded governance check)",
+    responses=MOVE,
+    operation_id="begin_finalization",
+    summary="Begin finalization: GOVERNANCE_CHECK -> FINALIZING",
+    description="Needs a recorded governance check. No body (or `{}`).",
 )
 def begin_finalization(
     run_id: UUID,
@@ -109,8 +120,11 @@ def begin_finalization(
 @router.post(
     "/{run_id}/finalize",
     response_model=RunOut,
-    responses=ERRORS,
-    summary="-> COMPLETED (needs a recorded governance check) or FAILED",
+    responses=MOVE,
+    operation_id="finalize_run",
+    summary="Finalize the run: COMPLETED or FAILED",
+    description="From GOVERNANCE_CHECK or FINALIZING: COMPLETED when `success` (the default; "
+    "needs a recorded governance check), FAILED with `error` otherwise. The body is optional.",
 )
 def finalize(
     run_id: UUID,
@@ -132,8 +146,13 @@ def finalize(
 @router.post(
     "/{run_id}/fail",
     response_model=RunOut,
-    responses=ERRORS,
-    summary="-> FAILED from any non-terminal phase (no token: operator override)",
+    responses=MOVE,
+    operation_id="fail_run",
+    summary="Fail the run, from any phase that is not terminal",
+    description="FAILED with `error` as the reason. With the lease's token, the worker gives "
+    "up; without one, a key with runs:write fails the run by hand (an operator's override, "
+    "recorded with its key as actor).",
+    tags=["operators"],
 )
 def fail(
     run_id: UUID,
@@ -148,8 +167,12 @@ def fail(
 @router.post(
     "/{run_id}/ungoverned-outcome",
     response_model=RunOut,
-    responses=ERRORS,
-    summary="ROK_ENABLED=false: record the outcome in one call, without governance",
+    responses=MOVE,
+    operation_id="record_ungoverned_outcome",
+    summary="Record the outcome without governance (ROK_ENABLED=false)",
+    description="For a service with ROK_ENABLED=false: the run goes from any phase that is "
+    "not terminal straight to COMPLETED or FAILED in one call (a legal path in its history), "
+    "with no governance check. Refused (409) by a service that governs.",
 )
 def ungoverned_outcome(
     run_id: UUID,

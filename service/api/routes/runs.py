@@ -8,16 +8,10 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Response, status
 
 from service.api.deps import AuthorityDep, PrincipalDep, require, require_tenant
+from service.api.errors import RUN_EXISTS, problem
 from service.api.presenters import RokJSONResponse, run_json, run_summary_json
-from service.api.routes.common import AUTH, NOT_FOUND, POSTED, caller
-from service.api.schemas import (
-    CreateRunIn,
-    ErrorOut,
-    RetryIn,
-    RunOut,
-    RunPageOut,
-    check_storable,
-)
+from service.api.routes.common import READ_MANY, READ_ONE, caller, problems
+from service.api.schemas import CreateRunIn, RetryIn, RunOut, RunPageOut, check_storable
 from service.authority import Authority
 from service.errors import InvalidRequest
 from service.kernel import create_rok
@@ -46,16 +40,31 @@ def _run(authority: Authority, run_id: str) -> RokJSONResponse:
     status_code=status.HTTP_201_CREATED,
     response_model=RunOut,
     responses={
-        200: {"model": RunOut, "description": "Replay of an idempotency key: the same run."},
-        **AUTH,
-        **POSTED,
-        409: {
-            "model": ErrorOut,
-            "description": "A run with that run_id exists, or a request with the same "
-            "Idempotency-Key is still running.",
+        200: {
+            "model": RunOut,
+            "description": "The run already existed with this `idempotency_key` (in the body): "
+            "the same run, created once.",
         },
+        **problems(
+            401,
+            403,
+            409,
+            413,
+            422,
+            429,
+            conflict="a run with that `run_id` exists (`run_exists`)",
+            conflict_example=problem(
+                RUN_EXISTS, "run b9d1540a-9a04-4676-b249-83d6b461aa91 already exists", "/runs"
+            ),
+        ),
     },
+    operation_id="create_run",
     summary="Create a run and declare its audit contract (T0)",
+    description="The run starts in CREATED with its contract: the (domain, action) pairs its "
+    "governance domains must ack, each with a deadline (`expectations`, else the four default "
+    "domain expectations), plus orchestrator/finalize_run. 201 with the new run; 200 with the "
+    "existing run when its `idempotency_key` was used before by this tenant. A worker claims "
+    "it next (`claim_run`); a key with runs:write may also move it by hand.",
 )
 def create_run(
     body: CreateRunIn,
@@ -103,8 +112,13 @@ def create_run(
 @router.get(
     "",
     response_model=RunPageOut,
-    responses=AUTH,
-    summary="List runs, newest first, as summaries (GET /runs/{run_id} has the whole run)",
+    responses=READ_MANY,
+    operation_id="list_runs",
+    summary="List runs, newest first, as summaries",
+    description="Filter by phase, tenant and handler; page with `limit` and the `next_cursor` "
+    "of the previous page (null on the last one). A key of a tenant sees that tenant's runs "
+    "only. Each summary carries the status of the run's reconciliation as of now; "
+    "`get_run` has the whole run.",
 )
 def list_runs(
     authority: AuthorityDep,
@@ -120,7 +134,7 @@ def list_runs(
             try:
                 check_storable(value, name)
             except ValueError as exc:
-                raise InvalidRequest(str(exc)) from None
+                raise InvalidRequest(str(exc), loc=("query", name)) from None
     require(principal, RUNS_READ)
     tenant_id = require_tenant(principal, tenant_id)
     summaries, next_cursor = list_summaries(
@@ -135,7 +149,16 @@ def list_runs(
     )
 
 
-@router.get("/{run_id}", response_model=RunOut, responses=NOT_FOUND, summary="Get a run")
+@router.get(
+    "/{run_id}",
+    response_model=RunOut,
+    responses=READ_ONE,
+    operation_id="get_run",
+    summary="Get a run",
+    description="The whole run: its phase, attempt, lease, history, contract (expectations "
+    "with deadlines and status), acks, incidents, the last recorded governance check and the "
+    "reconciliation as of now.",
+)
 def get_run(run_id: UUID, authority: AuthorityDep, principal: PrincipalDep) -> Response:
     require(principal, RUNS_READ)
     record = authority.kernel(str(run_id), caller=caller(principal)).load()

@@ -8,18 +8,19 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from service.api.deps import AuthorityDep, PrincipalDep, require
-from service.api.routes.common import NOT_FOUND
+from service.api.routes.common import READ_ONE
 from service.api.schemas.verify import VerifyOut
 from service.errors import RunNotFound
 from service.store.keys import RUNS_READ
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["evidence"])
 
 
 @router.get(
     "/{run_id}/verify",
     response_model=VerifyOut,
-    responses=NOT_FOUND,
+    responses=READ_ONE,
+    operation_id="verify_run",
     summary="Check that the run's stored history is the one that was sealed",
 )
 def verify_run(run_id: UUID, authority: AuthorityDep, principal: PrincipalDep) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from service.api.schemas.base import StrictModel, check_storable
 from service.api.schemas.events import EventBodyOut, EventOut, EventPageOut
+from service.api.schemas.problems import FieldError, Problem, ValidationProblem
 from service.api.schemas.requests import (
     AckBatchIn,
     AckIn,
@@ -32,14 +33,11 @@ from service.api.schemas.responses import (
     AckBatchOut,
     AckOut,
     ClaimOut,
-    ErrorOut,
     ExpectationOut,
-    FieldErrorOut,
     GovernanceCheckOut,
     GovernanceOut,
     HealthOut,
     HistoryEntryOut,
-    InvalidOut,
     LeaseGrantOut,
     LeaseOut,
     ReconciliationOut,
@@ -60,7 +58,6 @@ __all__ = [
     "CreateRunIn",
     "DecisionIn",
     "EmptyIn",
-    "ErrorOut",
     "EventBodyOut",
     "EventOut",
     "EventPageOut",
@@ -68,7 +65,7 @@ __all__ = [
     "ExpectationIn",
     "ExpectationOut",
     "FailIn",
-    "FieldErrorOut",
+    "FieldError",
     "FinalizeIn",
     "GovernanceCheckIn",
     "GovernanceCheckOut",
@@ -76,9 +73,9 @@ __all__ = [
     "HealthOut",
     "HeartbeatIn",
     "HistoryEntryOut",
-    "InvalidOut",
     "LeaseGrantOut",
     "LeaseOut",
+    "Problem",
     "ReconciliationOut",
     "RetryIn",
     "RunOut",
@@ -86,5 +83,6 @@ __all__ = [
     "RunSummaryOut",
     "StrictModel",
     "UngovernedOutcomeIn",
+    "ValidationProblem",
     "check_storable",
 ]

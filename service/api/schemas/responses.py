@@ -3,17 +3,46 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from service.api.schemas.base import Pair
+from service.api.schemas.examples import (
+    ACK_EXAMPLE,
+    CLAIM_EXAMPLE,
+    LEASE_GRANT_EXAMPLE,
+    RECONCILIATION_EXAMPLE,
+    RUN_EXAMPLE,
+    SUMMARY_EXAMPLE,
+)
 from service.model.audit import ExpectationStatus, ReconciliationStatus
 from service.model.phases import RunPhase
 
+Pair = Annotated[
+    tuple[str, str],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "`[domain, action]`",
+        }
+    ),
+]
+"""A `[domain, action]` pair: declared as an array of two strings, not a `prefixItems`
+tuple, which several client generators mistype (the JSON is the same)."""
 
-class HistoryEntryOut(BaseModel):
+
+class Answer(BaseModel):
+    """A response body. Every field is always sent, so every field is required in the
+    contract, defaults or not: a generated client never has to guess whether it is set."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class HistoryEntryOut(Answer):
     model_config = ConfigDict(populate_by_name=True)
 
     from_: RunPhase = Field(alias="from")
@@ -34,7 +63,7 @@ class HistoryEntryOut(BaseModel):
     )
 
 
-class ExpectationOut(BaseModel):
+class ExpectationOut(Answer):
     domain: str
     action: str
     deadline_ms: int | None
@@ -42,7 +71,9 @@ class ExpectationOut(BaseModel):
     status: ExpectationStatus
 
 
-class AckOut(BaseModel):
+class AckOut(Answer):
+    model_config = ConfigDict(json_schema_extra={"examples": [ACK_EXAMPLE]})
+
     domain: str
     action: str
     result_id: str | None
@@ -61,11 +92,15 @@ class AckOut(BaseModel):
     )
 
 
-class AckBatchOut(BaseModel):
+class AckBatchOut(Answer):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"acks": [ACK_EXAMPLE]}]})
+
     acks: list[AckOut] = Field(description="As recorded, in the order sent.")
 
 
-class ReconciliationOut(BaseModel):
+class ReconciliationOut(Answer):
+    model_config = ConfigDict(json_schema_extra={"examples": [RECONCILIATION_EXAMPLE]})
+
     status: ReconciliationStatus = Field(
         description="STALE, else INCOMPLETE when anything is missing, drifted, invalid or "
         "failed, else PENDING while a domain expectation is pending, else COMPLETE."
@@ -81,18 +116,20 @@ class ReconciliationOut(BaseModel):
     )
 
 
-class GovernanceOut(BaseModel):
+class GovernanceOut(Answer):
     passed: bool
     checked_at: datetime
     reconciliation: ReconciliationOut
 
 
-class LeaseOut(BaseModel):
+class LeaseOut(Answer):
     worker_id: str
     expires_at: datetime
 
 
 class LeaseGrantOut(LeaseOut):
+    model_config = ConfigDict(json_schema_extra={"examples": [LEASE_GRANT_EXAMPLE]})
+
     token: str = Field(description="Send it as X-Lease-Token on every move of this run.")
     cancel_requested: bool = Field(
         default=False,
@@ -121,7 +158,9 @@ class RetryOut(BaseModel):
     max_backoff_ms: int | None
 
 
-class RunOut(BaseModel):
+class RunOut(Answer):
+    model_config = ConfigDict(json_schema_extra={"examples": [RUN_EXAMPLE]})
+
     id: UUID
     tenant_id: str | None
     handler: str | None
@@ -171,13 +210,17 @@ class RunOut(BaseModel):
     )
 
 
-class ClaimOut(BaseModel):
+class ClaimOut(Answer):
+    model_config = ConfigDict(json_schema_extra={"examples": [CLAIM_EXAMPLE]})
+
     run: RunOut
     lease: LeaseGrantOut
 
 
-class RunSummaryOut(BaseModel):
+class RunSummaryOut(Answer):
     """A run in a list: what it is and where it stands; GET /runs/{id} has the whole run."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SUMMARY_EXAMPLE]})
 
     id: UUID
     tenant_id: str | None
@@ -192,60 +235,36 @@ class RunSummaryOut(BaseModel):
     )
 
 
-class RunPageOut(BaseModel):
+class RunPageOut(Answer):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [SUMMARY_EXAMPLE], "next_cursor": None}]}
+    )
+
     items: list[RunSummaryOut]
     next_cursor: str | None
 
 
-class GovernanceCheckOut(BaseModel):
+class GovernanceCheckOut(Answer):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"passed": True, "reconciliation": RECONCILIATION_EXAMPLE, "run": RUN_EXAMPLE}
+            ]
+        }
+    )
+
     passed: bool
     reconciliation: ReconciliationOut
     run: RunOut
 
 
-class ErrorOut(BaseModel):
-    detail: str
-    current_phase: RunPhase | None = None
-    requested_phase: RunPhase | None = None
-    rule: str | None = Field(
-        default=None, description="The rule that refused the move (service.kernel.rulebook)."
-    )
-    verdict: Literal["reject", "wait"] | None = Field(
-        default=None, description="`wait`: the same move may be accepted later."
-    )
-    code: str | None = Field(
-        default=None,
-        description="Set by the gates in front of the routes, naming the refusal: "
-        "`too_large`, `rate_limited`, `idempotency_in_progress`.",
+class HealthOut(Answer):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"status": "ok", "database": "sqlite", "rok_enabled": True}]
+        }
     )
 
-
-class FieldErrorOut(BaseModel):
-    loc: list[str | int] = Field(
-        description="Where: `body`, `path`, `query` or `header`, then the field's path."
-    )
-    msg: str
-    type: str
-
-
-class InvalidOut(BaseModel):
-    """422, in one of two shapes: the request did not validate (a list naming each
-    field), or the service refused what it asked for (one sentence)."""
-
-    detail: list[FieldErrorOut] | str = Field(
-        description="A list naming each field that failed validation (or the body that "
-        "could not be read as JSON), or one sentence when the request validated but "
-        "cannot be done (a value no database keeps as sent, a limit such as "
-        "ROK_MAX_ACKS_PER_RUN, a reused or malformed Idempotency-Key)."
-    )
-    code: str | None = Field(
-        default=None,
-        description="Set by the gates in front of the routes, naming the refusal: "
-        "`invalid_request`, `idempotency_key_reused`.",
-    )
-
-
-class HealthOut(BaseModel):
     status: str
     database: str
     rok_enabled: bool = Field(
