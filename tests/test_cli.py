@@ -185,4 +185,4 @@ def test_unknown_command_is_a_usage_error() -> None:
     done = rok("fly")
 
     assert done.returncode == 2
-    assert "invalid choice" in done.stderr
+    assert "No such command 'fly'" in done.stderr

@@ -100,7 +100,11 @@ class BenchOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m service.bench`: the `bench` command alone."""
-    code = bench.main(args=argv, prog_name="rok bench", standalone_mode=False)
+    try:
+        code = bench.main(args=argv, prog_name="rok bench", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
     return code if isinstance(code, int) else 0
 
 

@@ -18,7 +18,6 @@ from uuid import UUID
 
 import click
 
-from service.api.presenters import run_json
 from service.config import Settings
 from service.model.phases import utc_now
 from service.ops_cli.dates import FORMAT, INSTANT
@@ -73,6 +72,9 @@ def export(before: datetime, out: str, url: str | None) -> int:
 
 
 def export_runs(database: Database, before: datetime, sink: IO[str]) -> int:
+    # here, not at the top: the other commands need not import FastAPI
+    from service.api.presenters import run_json
+
     written = 0
     now = utc_now()
     for record in retention.finished_records(database, before, EXPORT_PAGE_SIZE):

@@ -186,3 +186,14 @@ def _import(spec: str) -> Any:
         except AttributeError:
             raise AppError(f"--app {spec!r}: {module_name} has no {attribute}") from None
     return target
+
+
+def main(argv: Sequence[str], default_domains: DomainFactory) -> int:
+    """`rok worker …` on its own, for a program that embeds it: `argv` starts with `worker`."""
+    group = click.Group("rok", commands=[worker_command(default_domains)])
+    try:
+        code = group.main(list(argv), prog_name="rok", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return code if isinstance(code, int) else 0
