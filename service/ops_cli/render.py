@@ -6,12 +6,14 @@ returns lines of text; nothing calls the service.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 TERMINAL = ("COMPLETED", "FAILED")
 ERROR_WIDTH = 60
+RESULT_WIDTH = 200
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -53,8 +55,14 @@ def run_page(run: dict[str, Any], now: datetime) -> list[str]:
     lease = run.get("lease")
     if lease:
         lines.append(f"  lease    {lease['worker_id']} until {clock(lease['expires_at'])}")
+    if run.get("cancel_requested"):
+        lines.append("  cancel   requested: the worker holding it fails it")
     if run.get("error"):
         lines.append(f"  error    {run['error']}")
+    if run.get("result") is not None:
+        lines.append(f"  result   {shorten(json.dumps(run['result']), RESULT_WIDTH)}")
+    for incident in run.get("incidents") or []:
+        lines.append(f"  incident {shorten(json.dumps(incident), RESULT_WIDTH)}")
     lines += ["", "timeline", *_indent(timeline(run, now))]
     lines += ["", "contract vs acks", *_indent(contract_and_acks(run))]
     lines += ["", *verdict(run)]

@@ -113,7 +113,7 @@ def prune(before: datetime, batch_size: int, yes: bool, url: str | None) -> int:
             live = retention.count_live(database)
             click.echo(
                 f"would delete {_runs(found)} finished before {cutoff} "
-                f"({_runs(live)} live, kept); run again with --yes to delete"
+                f"({_live(live)}); run again with --yes to delete"
             )
             return 0
         deleted = batches = 0
@@ -125,10 +125,14 @@ def prune(before: datetime, batch_size: int, yes: bool, url: str | None) -> int:
         live = retention.count_live(database)
     click.echo(
         f"deleted {_runs(deleted)} finished before {cutoff} in {batches} "
-        f"batch{'es' if batches != 1 else ''} ({_runs(live)} live, kept)"
+        f"batch{'es' if batches != 1 else ''} ({_live(live)})"
     )
     return 0
 
 
 def _runs(count: int) -> str:
     return f"{count} run{'s' if count != 1 else ''}"
+
+
+def _live(count: int) -> str:
+    return f"{count} live run{'s' if count != 1 else ''} kept"

@@ -120,7 +120,7 @@ def test_prune_counts_first_then_deletes_finished_runs_in_batches_while_the_serv
         dry = rok(*prune)
         assert dry.returncode == 0, dry.stderr
         assert dry.stdout.strip() == (
-            "would delete 4 runs finished before 2026-01-01T00:00:00+00:00 (2 live, kept); "
+            "would delete 4 runs finished before 2026-01-01T00:00:00+00:00 (2 live runs kept); "
             "run again with --yes to delete"
         )
         assert rows_of(migrated_url, finished) > 0
