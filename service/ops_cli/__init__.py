@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import click
 
+from service.ops_cli.remote import cancel, fail, list_runs, show
 from service.ops_cli.retention import export, prune
-from service.ops_cli.runs import cancel, fail, list_runs, show
 
 runs = click.Group(
     "runs",

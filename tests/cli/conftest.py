@@ -1,6 +1,7 @@
 """`rok runs …` as an operator runs it: child processes against a real server process.
 
-`rok(...)` runs `python -m service ARGS` from outside the repository;
+`rok(...)` runs `python -m service ARGS` from outside the repository,
+`rok_here(...)` the same entry point in this process (seconds quicker each);
 `served` is a migrated SQLite database with a server on it (ROK_AUTH=off),
 shared by a module's tests, each of which makes its own runs. Runs with a
 rich history are made in-process on the same database (tests.support.chains).
@@ -8,6 +9,8 @@ rich history are made in-process on the same database (tests.support.chains).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -21,6 +24,7 @@ from sqlalchemy import create_engine, update
 from sqlalchemy.pool import NullPool
 
 from service.authority import Authority
+from service.cli import main
 from service.store.migrations import upgrade
 from service.store.tables import runs
 from tests.support.chains import KEY, sealed_authority
@@ -45,6 +49,14 @@ def rok(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def rok_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """`rok ARGS` through the command's own entry point, in this process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["rok", *args], code, out.getvalue(), err.getvalue())
+
+
 @dataclass
 class Served:
     """A database, a server on it and an in-process authority on the same database."""
@@ -58,8 +70,8 @@ class Served:
         return self.server.base_url
 
     def rok(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """`rok ARGS` pointed at this server through ROK_URL."""
-        return rok(*args, ROK_URL=self.url)
+        """`rok ARGS --url <this server>`, run in this process (quicker than a child)."""
+        return rok_here(*args, "--url", self.url)
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,20 @@ def test_ls_lists_runs_newest_first_and_filters_them(served: Served) -> None:
     assert [r["id"] for r in json.loads(limited.stdout)] == [other, failed]
 
 
+def test_ls_reads_as_many_pages_as_its_limit_needs(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory, name = RunFactory(served.authority), handler()
+    made = [factory.at(RunPhase.CREATED, handler=name) for _ in range(5)]
+    monkeypatch.setattr("service.ops_cli.remote.PAGE_LIMIT", 2)
+
+    everything = served.rok("runs", "ls", "--handler", name, "--limit", "10", "--json")
+    three = served.rok("runs", "ls", "--handler", name, "--limit", "3", "--json")
+
+    assert [r["id"] for r in json.loads(everything.stdout)] == made[::-1]
+    assert [r["id"] for r in json.loads(three.stdout)] == made[::-1][:3]
+
+
 def test_show_draws_the_timeline_the_contract_against_the_acks_and_the_verdict(
     served: Served,
 ) -> None:
