@@ -22,6 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from service.authority import Authority
 from service.model.phases import RunPhase
+from service.store import retention
 from service.store.migrations import upgrade
 from service.store.retention import run_children
 from service.store.tables import runs
@@ -170,3 +171,27 @@ def test_a_bad_date_is_refused_naming_the_format_and_nothing_is_deleted(
         assert done.returncode == 2
         assert f"'{date}' is not a date: write YYYY-MM-DD" in done.stderr
     assert rows_of(url, [run_id]) > 1
+
+
+def test_the_walk_reads_every_finished_run_once_across_pages_and_batches(
+    migrated_url: str, authority: Authority
+) -> None:
+    factory = RunFactory(authority)
+    finished = [factory.at(RunPhase.FAILED) for _ in range(5)]
+    live = factory.at(RunPhase.AUTHORIZED)
+    age(migrated_url, [*finished, live], LONG_AGO)
+    cutoff = datetime(2026, 1, 1, tzinfo=UTC)
+
+    read = [r.id for r in retention.finished_records(authority.database, cutoff, page_size=2)]
+    counted = retention.count_finished(authority.database, cutoff)
+    batches = list(retention.prune_finished(authority.database, cutoff, batch_size=2))
+
+    assert read == sorted(finished) and counted == 5
+    assert batches == [2, 2, 1]
+    assert retention.count_finished(authority.database, cutoff) == 0
+    assert authority.store.exists(live) and retention.count_live(authority.database) == 1
+    assert {(t.name, c.name) for t, c in retention.run_children()} >= {
+        ("transitions", "run_id"),
+        ("expectations", "run_id"),
+        ("acks", "run_id"),
+    }
