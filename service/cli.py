@@ -110,12 +110,13 @@ def serve(host: str, port: int, migrate: bool, with_demo: bool, access_log: bool
             access_log=True if access_log is None else access_log,
         )
         return 0
-    demo_process = _start_demo(host, port, settings)
     # uvicorn takes SIGTERM while it serves, shuts down, puts the previous
     # handler back and raises the signal again: without a handler of ours the
     # default one ended this process there, and the demo outlived it
     previous = signal.signal(signal.SIGTERM, _terminated)
+    demo_process: subprocess.Popen[bytes] | None = None
     try:
+        demo_process = _start_demo(host, port, settings)
         uvicorn.run(
             create_app(settings),
             host=host,
@@ -143,9 +144,9 @@ def _terminated(_signum: int, _frame: FrameType | None) -> None:
     raise Terminated
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
     """SIGTERM, then SIGKILL if it has not exited in DEMO_STOP_TIMEOUT_S."""
-    if process.poll() is not None:
+    if process is None or process.poll() is not None:
         return
     process.terminate()
     try:
