@@ -51,9 +51,7 @@ def run_children() -> list[tuple[Table, Column[Any]]]:
 def count_finished(db: Database, before: datetime) -> int:
     """How many runs finished before `before`."""
     query = (
-        select(func.count())
-        .select_from(runs)
-        .where(text(FINISHED_RUN), runs.c.updated_at < before)
+        select(func.count()).select_from(runs).where(text(FINISHED_RUN), runs.c.updated_at < before)
     )
     with db.read() as conn:
         return int(conn.execute(query).scalar_one())
