@@ -21,6 +21,7 @@ import click
 from service.config import Settings
 from service.model.phases import utc_now
 from service.ops_cli.dates import FORMAT, INSTANT
+from service.ops_cli.exits import USAGE, CommandFailed
 from service.store import migrations, retention
 from service.store.database import Database
 
@@ -63,8 +64,13 @@ def _database(url: str | None) -> Iterator[Database]:
 )
 @DATABASE_URL
 def export(before: datetime, out: str, url: str | None) -> int:
-    with _database(url) as database, click.open_file(out, "w", encoding="utf-8") as sink:
-        written = export_runs(database, before, sink)
+    with _database(url) as database:
+        try:
+            sink = click.open_file(out, "w", encoding="utf-8")
+        except OSError as exc:
+            raise CommandFailed(f"cannot write {out}: {exc.strerror or exc}", USAGE) from None
+        with sink:
+            written = export_runs(database, before, sink)
     where = "standard output" if out == "-" else out
     cutoff = before.isoformat()
     click.echo(f"exported {_runs(written)} finished before {cutoff} to {where}", err=True)

@@ -26,7 +26,7 @@ from service.store import retention
 from service.store.migrations import upgrade
 from service.store.retention import run_children
 from service.store.tables import runs
-from tests.cli.conftest import REPO_ROOT, SERVER_ENV, age, rok
+from tests.cli.conftest import REPO_ROOT, SERVER_ENV, age, rok, rok_here
 from tests.support.chains import LIFECYCLE_ENTRIES, lifecycle, sealed_authority
 from tests.support.databases import sqlite_url
 from tests.support.runs import RunFactory
@@ -195,3 +195,14 @@ def test_the_walk_reads_every_finished_run_once_across_pages_and_batches(
         ("expectations", "run_id"),
         ("acks", "run_id"),
     }
+
+
+def test_an_export_to_a_file_it_cannot_write_exits_2_naming_it(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    upgrade(url)
+    out = tmp_path / "missing" / "runs.jsonl"
+
+    done = rok_here("runs", "export", "--finished-before", CUTOFF, "--out", str(out), "--url", url)
+
+    assert done.returncode == 2
+    assert done.stderr == f"rok: cannot write {out}: No such file or directory\n"
