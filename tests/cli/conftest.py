@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from sqlalchemy import create_engine, update
@@ -50,9 +51,15 @@ def rok(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def rok_here(*args: str) -> subprocess.CompletedProcess[str]:
-    """`rok ARGS` through the command's own entry point, in this process."""
+    """`rok ARGS` through the command's own entry point, in this process (no ROK_URL or
+    ROK_API_KEY from the environment: the arguments say where and with which key)."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    unset = {name: "" for name in ("ROK_URL", "ROK_API_KEY")}  # click ignores empty variables
+    with (
+        mock.patch.dict(os.environ, unset),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
         code = main(list(args))
     return subprocess.CompletedProcess(["rok", *args], code, out.getvalue(), err.getvalue())
 

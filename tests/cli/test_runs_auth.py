@@ -12,7 +12,7 @@ from service.model.phases import utc_now
 from service.store.database import Database
 from service.store.keys import KeyStore
 from service.store.migrations import upgrade
-from tests.cli.conftest import SERVER_ENV, rok
+from tests.cli.conftest import SERVER_ENV, rok, rok_here
 from tests.support.databases import sqlite_url
 from tests.support.server import ServerProcess, running_server
 
@@ -39,10 +39,10 @@ def test_a_key_is_sent_and_a_refusal_exits_4_with_the_service_detail(
     run = "00000000-0000-4000-8000-000000000000"
 
     from_env = rok("runs", "ls", "--json", ROK_URL=url, ROK_API_KEY=reader)
-    from_option = rok("runs", "ls", "--json", "--url", url, "--key", reader)
-    keyless = rok("runs", "ls", ROK_URL=url)
-    unknown = rok("runs", "ls", "--key", "rok_unknown_key", ROK_URL=url)
-    not_allowed = rok("runs", "fail", run, "--reason", "x", ROK_URL=url, ROK_API_KEY=reader)
+    from_option = rok_here("runs", "ls", "--json", "--url", url, "--key", reader)
+    keyless = rok_here("runs", "ls", "--url", url)
+    unknown = rok_here("runs", "ls", "--key", "rok_unknown_key", "--url", url)
+    not_allowed = rok_here("runs", "fail", run, "--reason", "x", "--url", url, "--key", reader)
 
     assert (from_env.returncode, json.loads(from_env.stdout)) == (0, [])
     assert from_option.returncode == 0, from_option.stderr
