@@ -1,46 +1,45 @@
-"""The `rok` command line: `rok serve`, `rok db upgrade|current|check`, `rok keys …`,
-`rok verify`.
+"""The `rok` command line: one click group, `rok`, and its commands.
 
-Each command is one registrar: a function that adds the command's sub-parser
-and sets `func` on it (argparse's convention), the function that carries the
-command out and returns the exit code. A new command (worker, demo, bench) is
-one more registrar in COMMANDS. Heavy imports (FastAPI, uvicorn) happen inside
-the command that needs them, so `rok db …` stays fast and a bad configuration
-is reported before the app is even imported.
+    rok serve | db upgrade|current|check | keys … | verify | worker | demo | bench | runs …
 
-Exit codes: 0 done; 1 the database failed; 2 the operator must fix something
-first (a malformed variable, a schema behind the code).
+Each command lives with what it drives (keys_cli, verify_cli, worker.cli,
+demo.cli, bench.runner, ops_cli) and is added to the group here. Heavy
+imports (FastAPI, uvicorn) happen inside the command that needs them, so
+`rok db …` stays fast and a bad configuration is reported before the app is
+even imported.
+
+A command's callback returns its exit code. Exit codes: 0 done; 1 the
+database failed (or the answer is no: a broken history, a refused move);
+2 the operator must fix something first (a usage error, a malformed variable,
+a schema behind the code); `rok runs …` adds 3 not found, 4 unauthorized or
+forbidden, 5 the service cannot be reached (service.ops_cli.exits).
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Sequence
+from types import FrameType
 
+import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.bench.runner import register as register_bench
+from service.bench.runner import bench
 from service.config import Settings
-from service.demo.cli import register as register_demo
+from service.demo.cli import demo
 from service.domains.defaults import reference_domains
 from service.errors import ConfigError, RokError
-from service.keys_cli import register as register_keys
+from service.keys_cli import keys
 from service.model.phases import utc_now
+from service.ops_cli import runs
 from service.store import migrations
 from service.store.database import Database
 from service.store.keys import KeyStore
-from service.verify_cli import register as register_verify
-from service.worker.cli import register as register_worker
-
-if TYPE_CHECKING:
-    # argparse has no public name for what add_subparsers() returns.
-    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
-    Registrar: TypeAlias = Callable[[Subcommands], object]
+from service.verify_cli import verify
+from service.worker.cli import worker_command
 
 # what the demo's pool and its reference domains need, and nothing more
 DEMO_SCOPES = (
@@ -53,19 +52,48 @@ DEMO_SCOPES = (
 )
 EXIT_DATABASE_ERROR = 1
 EXIT_USAGE = 2
+DEMO_STOP_TIMEOUT_S = 10.0
 
 
-def serve(args: argparse.Namespace) -> int:
+@click.group(
+    name="rok",
+    help="rok: the run orchestration authority.",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+def rok() -> None:
+    pass
+
+
+@rok.command(help="Serve the REST API (configured by ROK_* variables).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to bind.")
+@click.option(
+    "--migrate",
+    is_flag=True,
+    help="Upgrade the database schema first, instead of refusing to start when it is behind.",
+)
+@click.option(
+    "--demo",
+    "with_demo",
+    is_flag=True,
+    help="Also run the demo: example runs driven by a worker pool and the reference domains.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=None,
+    help="Log one line per request (default: on, off with --demo).",
+)
+def serve(host: str, port: int, migrate: bool, with_demo: bool, access_log: bool | None) -> int:
     from service.api.auth import is_loopback_host
 
     settings = Settings.from_env()
-    if not settings.auth_required and not is_loopback_host(args.host):
+    if not settings.auth_required and not is_loopback_host(host):
         raise ConfigError(
-            f"ROK_AUTH=off is served only on loopback, not on --host {args.host}: anyone who "
+            f"ROK_AUTH=off is served only on loopback, not on --host {host}: anyone who "
             "reaches the port could drive and read every run. Create keys "
             "(`rok keys create`) and serve with ROK_AUTH=required"
         )
-    if args.migrate:
+    if migrate:
         migrations.upgrade(settings.database_url)
     else:
         migrations.check_schema(settings.database_url)
@@ -73,21 +101,59 @@ def serve(args: argparse.Namespace) -> int:
 
     from service.api.app import create_app
 
-    demo = _start_demo(args.host, args.port, settings) if args.demo else None
-    try:
+    if not with_demo:
         uvicorn.run(
             create_app(settings),
-            host=args.host,
-            port=args.port,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=True if access_log is None else access_log,
+        )
+        return 0
+    # uvicorn takes SIGTERM while it serves, shuts down, puts the previous
+    # handler back and raises the signal again: without a handler of ours the
+    # default one ended this process there, and the demo outlived it
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    demo_process: subprocess.Popen[bytes] | None = None
+    try:
+        demo_process = _start_demo(host, port, settings)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
             log_level="info",
             # the demo's story is one line per run; a line per request would bury it
-            access_log=(not args.demo) if args.access_log is None else args.access_log,
+            access_log=False if access_log is None else access_log,
         )
+    except Terminated:
+        _stop(demo_process)
+        # end as a SIGTERM'd server ends (status -SIGTERM), now that nothing is left behind
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
     finally:
-        if demo is not None:
-            demo.terminate()
-            demo.wait(timeout=10)
+        signal.signal(signal.SIGTERM, previous)
+        _stop(demo_process)
     return 0
+
+
+class Terminated(BaseException):
+    """SIGTERM reached `rok serve --demo`: unwind so the demo is stopped too."""
+
+
+def _terminated(_signum: int, _frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL if it has not exited in DEMO_STOP_TIMEOUT_S."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=DEMO_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _start_demo(host: str, port: int, settings: Settings) -> subprocess.Popen[bytes]:
@@ -115,104 +181,80 @@ def _demo_key(database_url: str) -> str:
     return secret
 
 
-def register_serve(commands: Subcommands) -> None:
-    parser = commands.add_parser("serve", help="serve the REST API (configured by ROK_* variables)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    parser.add_argument("--port", type=int, default=8000, help="port to bind (default %(default)s)")
-    parser.add_argument(
-        "--migrate",
-        action="store_true",
-        help="upgrade the database schema first, instead of refusing to start when it is behind",
-    )
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        help="also run the demo: example runs driven by a worker pool and the reference domains",
-    )
-    parser.add_argument(
-        "--access-log",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="log one line per request (default: on, off with --demo)",
-    )
-    parser.set_defaults(func=serve)
+DATABASE_URL = click.option(
+    "--url", metavar="URL", help="Database URL (default: ROK_DATABASE_URL)."
+)
 
 
-def db_upgrade(args: argparse.Namespace) -> int:
-    url = _database_url(args)
+@rok.group(help="Manage the database schema.")
+def db() -> None:
+    pass
+
+
+@db.command(help="Migrate the schema to the revision this code needs.")
+@DATABASE_URL
+def upgrade(url: str | None) -> int:
+    url = _database_url(url)
     before = migrations.upgrade(url)
     after = migrations.current_revision(url)
     where = migrations.display_url(url)
     if before == after:
-        print(f"database at {where} is already at schema revision {after}")
+        click.echo(f"database at {where} is already at schema revision {after}")
     else:
-        print(f"database at {where} upgraded from {before or 'nothing'} to {after}")
+        click.echo(f"database at {where} upgraded from {before or 'nothing'} to {after}")
     return 0
 
 
-def db_current(args: argparse.Namespace) -> int:
-    url = _database_url(args)
-    current = migrations.current_revision(url)
+@db.command(help="Print the schema revision of the database.")
+@DATABASE_URL
+def current(url: str | None) -> int:
+    url = _database_url(url)
+    revision = migrations.current_revision(url)
     head = migrations.head_revision()
-    note = "up to date" if current == head else f"the code needs {head}"
-    print(f"{current or 'none'} ({note})")
+    note = "up to date" if revision == head else f"the code needs {head}"
+    click.echo(f"{revision or 'none'} ({note})")
     return 0
 
 
-def db_check(args: argparse.Namespace) -> int:
-    """Exit 2 unless the schema is at head: a readiness probe or deploy gate."""
-    migrations.check_schema(_database_url(args))
+@db.command(help="Exit 2 unless the schema is the revision this code needs.")
+@DATABASE_URL
+def check(url: str | None) -> int:
+    """A readiness probe or deploy gate."""
+    migrations.check_schema(_database_url(url))
     return 0
 
 
-def register_db(commands: Subcommands) -> None:
-    parser = commands.add_parser("db", help="manage the database schema")
-    actions = parser.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    for name, run, text in [
-        ("upgrade", db_upgrade, "migrate the schema to the revision this code needs"),
-        ("current", db_current, "print the schema revision of the database"),
-        ("check", db_check, "exit 2 unless the schema is the revision this code needs"),
-    ]:
-        action = actions.add_parser(name, help=text)
-        action.add_argument("--url", help="database URL (default: ROK_DATABASE_URL)")
-        action.set_defaults(func=run)
-
-
-def _database_url(args: argparse.Namespace) -> str:
-    url: str | None = args.url
+def _database_url(url: str | None) -> str:
     return url or Settings.from_env().database_url
 
 
-COMMANDS: list[Registrar] = [
-    register_serve,
-    register_db,
+for command in (
+    keys,
+    verify,
     # `rok worker` runs a handler dict with the reference domains: composed here, not in the pool
-    functools.partial(register_worker, default_domains=reference_domains),
-    register_keys,
-    register_verify,
-    register_demo,
-    register_bench,
-]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rok", description="rok: the run orchestration authority")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in COMMANDS:
-        register(commands)
-    return parser
+    worker_command(default_domains=reference_domains),
+    demo,
+    bench,
+    runs,
+):
+    rok.add_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = args.func
     try:
-        return run(args)
+        code = rok.main(args=argv, prog_name="rok", standalone_mode=False)
+    except click.ClickException as exc:  # usage errors (2), a refused answer (1, 3, 4, 5)
+        exc.show()
+        return exc.exit_code
+    except click.Abort:  # Ctrl-C at a prompt
+        click.echo("rok: aborted", err=True)
+        return 130
     except RokError as exc:  # ConfigError, SchemaOutOfDate: the message says what to do
-        print(f"rok: {exc}", file=sys.stderr)
+        click.echo(f"rok: {exc}", err=True)
         return EXIT_USAGE
     except SQLAlchemyError as exc:
         # the driver's first line says what went wrong; the traceback would bury it
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"rok: database error: {reason}", file=sys.stderr)
+        click.echo(f"rok: database error: {reason}", err=True)
         return EXIT_DATABASE_ERROR
+    return code if isinstance(code, int) else 0

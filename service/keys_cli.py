@@ -8,83 +8,82 @@ secret is stored, so it cannot be shown again.
 
 from __future__ import annotations
 
-import argparse
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
 
 from service.config import Settings
 from service.model.phases import utc_now
 from service.store.database import Database
 from service.store.keys import ACKS_PREFIX, FIXED_SCOPES, KeyNotFound, KeyStore
 
-if TYPE_CHECKING:
-    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
-
 EXIT_NOT_FOUND = 1
 
+DATABASE_URL = click.option(
+    "--url", metavar="URL", help="Database URL (default: ROK_DATABASE_URL)."
+)
 
-def _store(args: argparse.Namespace) -> tuple[Database, KeyStore]:
-    database = Database(args.url or Settings.from_env().database_url, pool_size=1)
-    return database, KeyStore(database)
 
-
-def keys_create(args: argparse.Namespace) -> int:
-    database, keys = _store(args)
+@contextmanager
+def _store(url: str | None) -> Iterator[KeyStore]:
+    database = Database(url or Settings.from_env().database_url, pool_size=1)
     try:
-        key, secret = keys.create(args.tenant, args.scope, args.name, utc_now())
+        yield KeyStore(database)
     finally:
         database.dispose()
-    print(f"created key {key.id} for tenant {key.tenant_id}: {', '.join(sorted(key.scopes))}")
-    print("send it as `Authorization: Bearer <key>`; it is shown only this once:")
-    print(secret)
+
+
+@click.group(help="Create, list and revoke API keys.")
+def keys() -> None:
+    pass
+
+
+@keys.command(help="Create a key; prints it once, alone on the last line.")
+@click.option("--tenant", required=True, help="The tenant whose runs the key acts on.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help=f"Repeatable: {', '.join(FIXED_SCOPES)} or {ACKS_PREFIX}<domain>.",
+)
+@click.option("--name", default=None, help="What the key is for (shown by `rok keys list`).")
+@DATABASE_URL
+def create(tenant: str, scopes: tuple[str, ...], name: str | None, url: str | None) -> int:
+    with _store(url) as store:
+        key, secret = store.create(tenant, list(scopes), name, utc_now())
+    click.echo(f"created key {key.id} for tenant {key.tenant_id}: {', '.join(sorted(key.scopes))}")
+    click.echo("send it as `Authorization: Bearer <key>`; it is shown only this once:")
+    click.echo(secret)
     return 0
 
 
-def keys_list(args: argparse.Namespace) -> int:
-    database, keys = _store(args)
-    try:
-        listed = keys.list()
-    finally:
-        database.dispose()
+@keys.command(name="list", help="List keys (ids, tenants, scopes; never secrets).")
+@DATABASE_URL
+def list_keys(url: str | None) -> int:
+    with _store(url) as store:
+        listed = store.list()
     for key in listed:
         state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
         scopes = ",".join(sorted(key.scopes))
-        print(f"{key.id}  {key.tenant_id}  {scopes}  {state}  {key.name or ''}".rstrip())
+        click.echo(f"{key.id}  {key.tenant_id}  {scopes}  {state}  {key.name or ''}".rstrip())
     return 0
 
 
-def keys_revoke(args: argparse.Namespace) -> int:
-    database, keys = _store(args)
+@keys.command(
+    help="Revoke the key KEY_ID (its id, as `rok keys list` shows it): refused from the "
+    "next request on."
+)
+@click.argument("key_id")
+@DATABASE_URL
+def revoke(key_id: str, url: str | None) -> int:
     try:
-        key = keys.revoke(args.key_id, utc_now())
+        with _store(url) as store:
+            key = store.revoke(key_id, utc_now())
     except KeyNotFound as missing:
-        print(f"rok: {missing}")
+        click.echo(f"rok: {missing}", err=True)
         return EXIT_NOT_FOUND
-    finally:
-        database.dispose()
     assert key.revoked_at is not None
-    print(f"key {key.id} revoked at {key.revoked_at.isoformat()}")
+    click.echo(f"key {key.id} revoked at {key.revoked_at.isoformat()}")
     return 0
-
-
-def register(commands: Subcommands) -> None:
-    parser = commands.add_parser("keys", help="create, list and revoke API keys")
-    actions = parser.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = actions.add_parser(
-        "create", help="create a key; prints it once, alone on the last line"
-    )
-    create.add_argument("--tenant", required=True, help="the tenant whose runs the key acts on")
-    create.add_argument(
-        "--scope",
-        action="append",
-        required=True,
-        help=f"repeatable: {', '.join(FIXED_SCOPES)} or {ACKS_PREFIX}<domain>",
-    )
-    create.add_argument("--name", help="what the key is for (shown by `rok keys list`)")
-    create.set_defaults(func=keys_create)
-    listing = actions.add_parser("list", help="list keys (ids, tenants, scopes; never secrets)")
-    listing.set_defaults(func=keys_list)
-    revoke = actions.add_parser("revoke", help="revoke a key: refused from the next request on")
-    revoke.add_argument("key_id", help="the key's id, as `rok keys list` shows it")
-    revoke.set_defaults(func=keys_revoke)
-    for action in (create, listing, revoke):
-        action.add_argument("--url", help="database URL (default: ROK_DATABASE_URL)")

@@ -9,10 +9,9 @@ with a fresh one every chain would look broken.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, TypeAlias
+
+import click
 
 from service.config import Settings
 from service.errors import RunNotFound
@@ -23,27 +22,29 @@ from service.store.runs import RunStore
 from service.store.signals import Signals
 from service.store.verify import ChainReport
 
-if TYPE_CHECKING:
-    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
-
 EXIT_BROKEN = 1
 EXIT_USAGE = 2
 
 
-def verify(args: argparse.Namespace) -> int:
+@click.command(
+    help="Recompute each run's sealed history; exit 1 naming every run that no longer holds."
+)
+@click.option("--run", "run_id", metavar="ID", help="Verify this run only (default: every run).")
+@click.option("--url", metavar="URL", help="Database URL (default: ROK_DATABASE_URL).")
+def verify(run_id: str | None, url: str | None) -> int:
     settings = Settings.from_env()
-    url: str = args.url or settings.database_url
+    url = url or settings.database_url
     key = history_key_for(settings, create=False)
     migrations.check_schema(url)
     database = Database(url, pool_size=1)
     try:
         store = RunStore(database, Signals(), history_key=key)
-        if args.run is None:
+        if run_id is None:
             return _print(store.verify_all())
         try:
-            return _print([store.verify(args.run)])
+            return _print([store.verify(run_id)])
         except RunNotFound as missing:
-            print(f"rok: {missing}", file=sys.stderr)
+            click.echo(f"rok: {missing}", err=True)
             return EXIT_USAGE  # not a verdict: 1 would say the run was tampered with
     finally:
         database.dispose()
@@ -66,13 +67,3 @@ def _print(reports: Iterable[ChainReport]) -> int:
         + (f"{broken} broken" if broken else "every history holds")
     )
     return EXIT_BROKEN if broken else 0
-
-
-def register(commands: Subcommands) -> None:
-    parser = commands.add_parser(
-        "verify",
-        help="recompute each run's sealed history; exit 1 naming every run that no longer holds",
-    )
-    parser.add_argument("--run", metavar="ID", help="verify this run only (default: every run)")
-    parser.add_argument("--url", help="database URL (default: ROK_DATABASE_URL)")
-    parser.set_defaults(func=verify)

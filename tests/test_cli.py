@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import httpx
 
+from service.cli import rok as rok_group
 from service.store import migrations
 from service.store.migrations import REPO_ROOT
 from tests.support.schemas import table_names
@@ -186,4 +189,30 @@ def test_unknown_command_is_a_usage_error() -> None:
     done = rok("fly")
 
     assert done.returncode == 2
-    assert "invalid choice" in done.stderr
+    assert "No such command 'fly'" in done.stderr
+
+
+def commands(group: click.Group, path: str = "rok") -> Iterator[tuple[str, click.Command]]:
+    """Every command under `group`, with the words that call it."""
+    for name, command in group.commands.items():
+        yield f"{path} {name}", command
+        if isinstance(command, click.Group):
+            yield from commands(command, f"{path} {name}")
+
+
+def test_every_command_and_option_says_what_it_is_for() -> None:
+    undocumented = [
+        f"{words} {param.opts[0]}" if isinstance(param, click.Option) else words
+        for words, command in commands(rok_group)
+        for param in [*command.params, None]
+        if (param is None and not command.help)
+        or (isinstance(param, click.Option) and not param.help)
+    ]
+
+    assert undocumented == []
+    assert {words for words, _ in commands(rok_group)} >= {
+        "rok serve", "rok db upgrade", "rok db current", "rok db check", "rok keys create",
+        "rok keys list", "rok keys revoke", "rok verify", "rok worker", "rok demo", "rok bench",
+        "rok runs ls", "rok runs show", "rok runs fail", "rok runs cancel", "rok runs export",
+        "rok runs prune",
+    }  # fmt: skip

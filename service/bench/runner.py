@@ -3,7 +3,7 @@
     rok bench [--quick] [--backend sqlite|postgres|all] [--out DIR] [--repeat N]
     python -m service.bench ...   (the same)
 
-`register(subparsers)` adds the command to the `rok` CLI; `main(argv)` runs it
+`bench` is the click command the `rok` group holds; `main(argv)` runs it
 standalone. Every server process is stopped when the bench ends, fails or is
 interrupted (Ctrl-C or SIGTERM); an interrupted bench still writes what it
 measured so far.
@@ -11,7 +11,6 @@ measured so far.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import signal
@@ -19,10 +18,13 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+import click
 
 from service.bench import memory, report, scale, throughput, waiting, workers
 from service.bench.context import Context
@@ -43,50 +45,71 @@ WORKLOADS: dict[str, Callable[[Context], None]] = {
 BACKENDS = {"sqlite": ("sqlite",), "postgres": ("postgres",), "all": ("sqlite", "postgres")}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--quick", action="store_true", help="the CI smoke plan: about a minute, SQLite"
-    )
-    parser.add_argument("--backend", choices=sorted(BACKENDS), default="sqlite")
-    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="report folder")
-    parser.add_argument("--repeat", type=int, default=None, help="repeats per figure (3; quick 1)")
-    parser.add_argument(
-        "--workloads",
-        default=None,
-        help="comma-separated subset of W1,W2,W3,W4,W5 (default: all)",
-    )
-    parser.add_argument(
-        "--auth",
-        choices=AUTH_MODES,
-        default="required",
-        help="ROK_AUTH of the services measured (default %(default)s: every request sends a key)",
-    )
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("ROK_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-        help="server to create scratch databases on (env ROK_BENCH_POSTGRES_URL)",
-    )
+@click.command(help="Measure lifecycles/s, latency and scale against the platform limits.")
+@click.option("--quick", is_flag=True, help="The CI smoke plan: about a minute, SQLite.")
+@click.option(
+    "--backend",
+    type=click.Choice(sorted(BACKENDS)),
+    default="sqlite",
+    show_default=True,
+    help="The databases to measure.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench-results"),
+    show_default=True,
+    help="Report folder.",
+)
+@click.option(
+    "--repeat", type=click.IntRange(min=1), default=None, help="Repeats per figure (3; quick 1)."
+)
+@click.option(
+    "--workloads", default=None, help="Comma-separated subset of W1,W2,W3,W4,W5 (default: all)."
+)
+@click.option(
+    "--auth",
+    type=click.Choice(AUTH_MODES),
+    default="required",
+    show_default=True,
+    help="ROK_AUTH of the services measured (required: every request sends a key).",
+)
+@click.option(
+    "--postgres-url",
+    envvar="ROK_BENCH_POSTGRES_URL",
+    default=DEFAULT_POSTGRES_URL,
+    show_default=True,
+    help="Server to create scratch databases on (env ROK_BENCH_POSTGRES_URL).",
+)
+def bench(**options: Any) -> int:
+    return run_bench(BenchOptions(**options))
 
 
-def register(subparsers: Any) -> None:
-    """Add `bench` to the rok CLI's subparsers; the handler is `args.func(args)`."""
-    parser = subparsers.add_parser(
-        "bench", help="measure lifecycles/s, latency and scale against the platform limits"
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run_from_args)
+@dataclass(frozen=True)
+class BenchOptions:
+    """What a `rok bench` command line asks for."""
+
+    quick: bool = False
+    backend: str = "sqlite"
+    out: Path = Path("bench-results")
+    repeat: int | None = None
+    workloads: str | None = None
+    auth: str = "required"
+    postgres_url: str = DEFAULT_POSTGRES_URL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rok bench", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
+    """`python -m service.bench`: the `bench` command alone."""
+    try:
+        code = bench.main(args=argv, prog_name="rok bench", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return code if isinstance(code, int) else 0
 
 
-def run_from_args(args: argparse.Namespace) -> int:
+def run_bench(args: BenchOptions) -> int:
     workloads = _workloads(args.workloads)
-    if args.repeat is not None and args.repeat < 1:
-        raise SystemExit("--repeat must be at least 1")
     plan = plan_for(args.quick, args.repeat, workloads)
     use_auth(args.auth)
     backends = BACKENDS[args.backend]

@@ -1,5 +1,5 @@
 """`python -m service.demo [--url URL] [--serve]` is `rok demo`."""
 
-from service.demo.runner import main
+from service.demo.cli import demo
 
-raise SystemExit(main())
+raise SystemExit(demo.main(prog_name="python -m service.demo"))

@@ -14,7 +14,6 @@ reference domains (incidents, policies, logs).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -159,47 +158,16 @@ def wait_until_healthy(url: str, timeout_s: float = HEALTH_WAIT_S) -> None:
             time.sleep(0.2)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--url", default=DEFAULT_URL, help=f"the rok service (default {DEFAULT_URL})"
-    )
-    parser.add_argument(
-        "--key",
-        default=None,
-        help="API key (default: ROK_API_KEY; none for a service with ROK_AUTH=off)",
-    )
-    parser.add_argument(
-        "--serve",
-        action="store_true",
-        help="after the batch, keep the pool serving the demo handlers (Ctrl-C stops it)",
-    )
-
-
-def run_demo_command(args: argparse.Namespace) -> int:
+def run_demo_command(url: str, api_key: str | None, serve: bool) -> int:
+    """`rok demo`: the batch, then (with `serve`) the pool keeps serving the demo handlers."""
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    api_key = args.key or os.environ.get("ROK_API_KEY") or None
-    run_demo(args.url, api_key=api_key)
-    if args.serve:
+    api_key = api_key or os.environ.get("ROK_API_KEY") or None
+    run_demo(url, api_key=api_key)
+    if serve:
         print(
             "\nThe pool keeps serving the demo handlers; POST /runs with one of "
             f"{', '.join(HANDLERS)} (Ctrl-C to stop)."
         )
-        pool = demo_pool(args.url, on_result=lambda r: print(f"  {r.summary()}"), api_key=api_key)
+        pool = demo_pool(url, on_result=lambda r: print(f"  {r.summary()}"), api_key=api_key)
         pool.run()
     return 0
-
-
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `rok demo --url URL [--serve]` to a `rok` argparse subparsers object."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "demo", help="submit example runs and drive them with a WorkerPool", description=__doc__
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run_demo_command)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.demo", description=__doc__)
-    add_arguments(parser)
-    return run_demo_command(parser.parse_args(argv))

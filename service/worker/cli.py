@@ -11,13 +11,14 @@ is sent as `Authorization: Bearer <key>`; a service with ROK_AUTH=off needs none
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import click
 
 from service.errors import ConfigError
 from service.telemetry import WORKER, install_tracing
@@ -30,9 +31,8 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 DomainFactory = Callable[[str | None], Sequence[Domain]]
 """Builds the domains a handler-dict app runs with, from --policies (a rules file or None).
 
-The command is handed one by the program that registers it (service.cli,
-`python -m service.worker`): the worker package itself names no domain
-implementation.
+The command is handed one by the program that registers it (service.cli):
+the worker package itself names no domain implementation.
 """
 
 
@@ -40,44 +40,101 @@ class AppError(ValueError):
     """--app names something that is not a handler dict nor a WorkerPool factory."""
 
 
-def register(subparsers: Any, default_domains: DomainFactory) -> argparse.ArgumentParser:
-    """Add the `worker` command to a `rok` argparse subparsers object.
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What a `rok worker` command line asks for."""
 
-    `default_domains` builds the domains of a handler-dict app unless --no-domains.
-    """
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "worker",
-        help="run a WorkerPool that claims and drives runs",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--app", required=True, help="module:object (handler dict or factory)")
-    parser.add_argument("--url", default=os.environ.get("ROK_URL", DEFAULT_URL))
-    parser.add_argument(
-        "--key",
-        default=os.environ.get("ROK_API_KEY") or None,
-        help="API key (default: ROK_API_KEY; none for a service with ROK_AUTH=off)",
-    )
-    parser.add_argument("--concurrency", type=_positive, default=4)
-    parser.add_argument("--worker-id", default=None, help="default: host/pid/random")
-    parser.add_argument("--lease-ms", type=_positive, default=15_000)
-    parser.add_argument("--policies", default=None, help="policy rules file (TOML or YAML)")
-    parser.add_argument("--no-domains", action="store_true", help="run without the default domains")
-    parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds (SIGTERM)")
-    parser.add_argument("--log-level", default="INFO")
-    parser.set_defaults(func=run_worker_command, default_domains=default_domains)
-    return parser
+    app: str
+    default_domains: DomainFactory
+    url: str = DEFAULT_URL
+    key: str | None = None
+    concurrency: int = 4
+    worker_id: str | None = None
+    lease_ms: int = 15_000
+    policies: str | None = None
+    no_domains: bool = False
+    drain_timeout: float = 30.0
+    log_level: str = "INFO"
 
 
-def run_worker_command(args: argparse.Namespace) -> int:
+class WorkerCommand(click.Command):
+    """`rok worker`, bound to the domains a handler-dict app runs with."""
+
+    def __init__(self, default_domains: DomainFactory) -> None:
+        self.default_domains = default_domains
+        super().__init__(
+            "worker",
+            callback=self._run,
+            params=_PARAMETERS,
+            help=__doc__,
+            short_help="Run a WorkerPool that claims and drives runs.",
+        )
+
+    def options(self, argv: Sequence[str]) -> WorkerOptions:
+        """The options `rok worker ARGV` runs with (click.UsageError for a bad line)."""
+        with self.make_context("worker", list(argv)) as context:
+            return WorkerOptions(default_domains=self.default_domains, **context.params)
+
+    def _run(self, **params: Any) -> int:
+        return run_worker(WorkerOptions(default_domains=self.default_domains, **params))
+
+
+def worker_command(default_domains: DomainFactory) -> WorkerCommand:
+    """The `worker` command; `default_domains` builds a handler-dict app's domains."""
+    return WorkerCommand(default_domains)
+
+
+_POSITIVE = click.IntRange(min=1)
+_PARAMETERS: list[click.Parameter] = [
+    click.Option(["--app"], required=True, help="module:object (a handler dict or a factory)."),
+    click.Option(
+        ["--url"],
+        envvar="ROK_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        help="The rok service (env ROK_URL).",
+    ),
+    click.Option(
+        ["--key"],
+        envvar="ROK_API_KEY",
+        default=None,
+        help="API key (default: ROK_API_KEY; none for a service with ROK_AUTH=off).",
+    ),
+    click.Option(
+        ["--concurrency"], type=_POSITIVE, default=4, show_default=True, help="Runs at once."
+    ),
+    click.Option(["--worker-id"], default=None, help="The pool's id (default: host/pid/random)."),
+    click.Option(
+        ["--lease-ms"],
+        type=_POSITIVE,
+        default=15_000,
+        show_default=True,
+        help="Lease length asked for on each claim and heartbeat, in milliseconds.",
+    ),
+    click.Option(["--policies"], default=None, help="Policy rules file (TOML or YAML)."),
+    click.Option(
+        ["--no-domains"], is_flag=True, help="Run a handler dict without the default domains."
+    ),
+    click.Option(
+        ["--drain-timeout"],
+        type=float,
+        default=30.0,
+        show_default=True,
+        help="Seconds the runs in hand get to finish after SIGTERM.",
+    ),
+    click.Option(["--log-level"], default="INFO", show_default=True, help="Logging level."),
+]
+
+
+def run_worker(options: WorkerOptions) -> int:
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         # before the pool and its domains are built: they trace with the process's provider
         tracing = install_tracing(WORKER)
-        pool = load_app(args)
+        pool = load_app(options)
     except (AppError, ConfigError) as exc:
         print(f"rok worker: {exc}", file=sys.stderr)
         return 2
@@ -91,28 +148,27 @@ def run_worker_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_app(args: argparse.Namespace) -> WorkerPool:
-    target = _import(args.app)
+def load_app(options: WorkerOptions) -> WorkerPool:
+    target = _import(options.app)
     if isinstance(target, WorkerPool):
-        return _with_key(target, args.key)
+        return _with_key(target, options.key)
     if isinstance(target, Mapping):
-        default_domains: DomainFactory = args.default_domains
         return WorkerPool(
-            args.url,
+            options.url,
             dict(target),
-            concurrency=args.concurrency,
-            worker_id=args.worker_id,
-            lease_ms=args.lease_ms,
-            domains=[] if args.no_domains else default_domains(args.policies),
-            drain_timeout_s=args.drain_timeout,
-            api_key=args.key,
+            concurrency=options.concurrency,
+            worker_id=options.worker_id,
+            lease_ms=options.lease_ms,
+            domains=[] if options.no_domains else options.default_domains(options.policies),
+            drain_timeout_s=options.drain_timeout,
+            api_key=options.key,
         )
     if callable(target):
-        pool = target(url=args.url, concurrency=args.concurrency)
+        pool = target(url=options.url, concurrency=options.concurrency)
         if not isinstance(pool, WorkerPool):
-            raise AppError(f"{args.app}() returned {type(pool).__name__}, not a WorkerPool")
-        return _with_key(pool, args.key)
-    raise AppError(f"{args.app} is a {type(target).__name__}: need a handler dict or a factory")
+            raise AppError(f"{options.app}() returned {type(pool).__name__}, not a WorkerPool")
+        return _with_key(pool, options.key)
+    raise AppError(f"{options.app} is a {type(target).__name__}: need a handler dict or a factory")
 
 
 def _with_key(pool: WorkerPool, key: str | None) -> WorkerPool:
@@ -138,17 +194,12 @@ def _import(spec: str) -> Any:
     return target
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
-    return value
-
-
-def main(argv: list[str] | None, default_domains: DomainFactory) -> int:
-    """`python -m service.worker`: the `worker` command alone."""
-    parser = argparse.ArgumentParser(prog="rok")
-    register(parser.add_subparsers(dest="command", required=True), default_domains)
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
+def main(argv: Sequence[str], default_domains: DomainFactory) -> int:
+    """`rok worker …` on its own, for a program that embeds it: `argv` starts with `worker`."""
+    group = click.Group("rok", commands=[worker_command(default_domains)])
+    try:
+        code = group.main(list(argv), prog_name="rok", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return code if isinstance(code, int) else 0

@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from service.domains import IncidentsDomain, PoliciesDomain, TracesDomain
 from service.domains.defaults import reference_domains
-from service.worker.cli import load_app, register
+from service.worker.cli import WorkerCommand, load_app, worker_command
 
 handlers = {"job": lambda ctx: "ok"}
 REFERENCE = [PoliciesDomain, TracesDomain, IncidentsDomain]
 
 
 def test_the_rok_worker_command_runs_a_handler_dict_with_the_reference_domains() -> None:
-    from service.cli import build_parser
+    from service.cli import rok
 
-    args = build_parser().parse_args(["worker", "--app", f"{__name__}:handlers"])
+    command = rok.commands["worker"]
+    assert isinstance(command, WorkerCommand)
+    args = command.options(["--app", f"{__name__}:handlers"])
     assert [type(d) for d in load_app(args).domains] == REFERENCE
-    args = build_parser().parse_args(["worker", "--app", f"{__name__}:handlers", "--no-domains"])
+    args = command.options(["--app", f"{__name__}:handlers", "--no-domains"])
     assert load_app(args).domains == []
 
 
 def test_the_policy_file_reaches_the_policies_domain(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text("kill_switch = true\n")
-    parser = argparse.ArgumentParser(prog="rok")
-    register(parser.add_subparsers(dest="command", required=True), reference_domains)
-    args = parser.parse_args(["worker", "--app", f"{__name__}:handlers", "--policies", str(rules)])
+    command = worker_command(reference_domains)
+    args = command.options(["--app", f"{__name__}:handlers", "--policies", str(rules)])
     domains = load_app(args).domains
     assert [type(d) for d in domains] == REFERENCE
     policies = domains[0]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
+import click
 import pytest
 
-from service.worker.cli import AppError, load_app, register
+from service.worker.cli import AppError, WorkerOptions, load_app, worker_command
 from service.worker.hooks import Domain
 from service.worker.pool import WorkerPool
 
@@ -33,10 +33,8 @@ def wrong_factory(url: str, concurrency: int) -> str:
     return "not a pool"
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="rok")
-    register(parser.add_subparsers(dest="command", required=True), default_domains)
-    return parser.parse_args(["worker", *argv])
+def parse(*argv: str) -> WorkerOptions:
+    return worker_command(default_domains).options(argv)
 
 
 def test_a_handler_dict_runs_with_the_default_domains_of_the_command() -> None:
@@ -71,5 +69,5 @@ def test_a_bad_app_is_explained(app: str, message: str) -> None:
 
 
 def test_concurrency_must_be_positive() -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(click.BadParameter, match="0 is not in the range"):
         parse("--app", "x:y", "--concurrency", "0")

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from service.worker.api_errors import Conflict
-from service.worker.cli import load_app, register
+from service.worker.cli import WorkerOptions, load_app, worker_command
 from service.worker.client import RokClient
 from service.worker.pool import WorkerPool
 from service.worker.retries import IDEMPOTENCY_HEADER, Backoff
@@ -153,10 +152,8 @@ def factory(url: str, concurrency: int) -> WorkerPool:
     return WorkerPool(url, handlers, concurrency=concurrency, domains=[], api_key="own")
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="rok")
-    register(parser.add_subparsers(dest="command", required=True), default_domains)
-    return parser.parse_args(["worker", *argv])
+def parse(*argv: str) -> WorkerOptions:
+    return worker_command(default_domains).options(argv)
 
 
 APP = "tests.worker.test_keys_and_idempotency"
