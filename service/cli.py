@@ -72,6 +72,9 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api.app import create_app
+    from service.api.observability import configure_logging
+
+    configure_logging(settings)  # once, before uvicorn: its access log takes rok's format
 
     demo = _start_demo(args.host, args.port, settings) if args.demo else None
     try:
@@ -79,7 +82,8 @@ def serve(args: argparse.Namespace) -> int:
             create_app(settings),
             host=args.host,
             port=args.port,
-            log_level="info",
+            log_config=None,  # keep rok's logging (ROK_LOG_FORMAT, ROK_LOG_LEVEL)
+            log_level=settings.log_level.lower(),
             # the demo's story is one line per run; a line per request would bury it
             access_log=(not args.demo) if args.access_log is None else args.access_log,
         )

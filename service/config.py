@@ -18,6 +18,8 @@ DEFAULT_DATABASE_URL = "sqlite:///./rok.db"
 DEFAULT_HISTORY_KEY_FILE = "rok-history.key"
 AUTH_REQUIRED = "required"
 AUTH_OFF = "off"
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -44,6 +46,11 @@ class Settings:
     max_acks_per_run: int = 1000
     rate_limit: str | None = None
     """Per key, in the `limits` notation (`100/second`); None: no limit."""
+    # -- operators (DESIGN section 10) --
+    log_format: str | None = None
+    """ROK_LOG_FORMAT: `json` or `text`; None: text on a terminal, JSON otherwise."""
+    log_level: str = "INFO"
+    """ROK_LOG_LEVEL: DEBUG, INFO, WARNING, ERROR or CRITICAL (rok's and uvicorn's loggers)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +71,8 @@ class Settings:
             max_body_bytes=_whole(env, "ROK_MAX_BODY_BYTES", 1024 * 1024, 1024, 1 << 30),
             max_acks_per_run=_whole(env, "ROK_MAX_ACKS_PER_RUN", 1000, 1, 1_000_000),
             rate_limit=_rate_limit(env),
+            log_format=_choice(env, "ROK_LOG_FORMAT", "", LOG_FORMATS) or None,
+            log_level=_log_level(env),
         )
 
     @property
@@ -103,6 +112,18 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
         return default
     if raw not in choices:
         raise ConfigError(f"{name}={env.get(name)!r} is not one of: {', '.join(choices)}")
+    return raw
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    raw = (env.get("ROK_LOG_LEVEL") or "").strip().upper()
+    if not raw:
+        return "INFO"
+    if raw not in LOG_LEVELS:
+        raise ConfigError(
+            f"ROK_LOG_LEVEL={env.get('ROK_LOG_LEVEL')!r} is not a log level; "
+            f"use one of: {', '.join(LOG_LEVELS)}"
+        )
     return raw
 
 

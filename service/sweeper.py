@@ -52,6 +52,10 @@ class Sweeper:
                 return report
             self._sweep_expired_leases(now, report)
             self._sweep_passed_deadlines(now, report)
+        observers = self.authority.store.observers
+        if report.acted and observers:
+            released, lost = len(report.released), len(report.failed_worker_lost)
+            observers.swept(released, lost, len(report.failed_stale))
         return report
 
     def _sweep_expired_leases(self, now: datetime, report: SweepReport) -> None:

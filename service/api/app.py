@@ -6,20 +6,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import text
-from starlette.concurrency import run_in_threadpool
 
+from service import __version__
 from service.api.auth import AuthGate
-from service.api.deps import AuthorityDep
 from service.api.errors import install_error_handlers
 from service.api.idempotency import IdempotencyReplay, document_idempotency_key
 from service.api.limits import BodySizeLimit
+from service.api.observability import ObservedApp, configure_logging, install_observability
 from service.api.ratelimit import RateLimit
 from service.api.routes import ROUTERS
-from service.api.schemas import HealthOut
 from service.authority import Authority
 from service.config import Settings
 from service.store import migrations
@@ -45,6 +42,11 @@ def create_app(
     Nothing here touches the database: the lifespan opens it, so the OpenAPI
     schema can be exported without one.
     """
+    if settings is None and authority is None:
+        # served by uvicorn itself (`uvicorn --factory service.api.app:create_app`):
+        # nobody configured logging (`rok serve` does it before building the app)
+        settings = Settings.from_env()
+        configure_logging(settings)
     settings = settings or (authority.settings if authority else Settings.from_env())
 
     @asynccontextmanager
@@ -56,6 +58,7 @@ def create_app(
             await asyncio.to_thread(migrations.check_schema, settings.database_url)
         current = authority or Authority(settings)
         app.state.authority = current
+        current.store.observers.add(metrics)  # counted from here on, after each commit
         listener = None
         if current.database.is_postgres:
             listener = NotificationListener(current.database.url, current.signals)
@@ -70,12 +73,13 @@ def create_app(
                     await sweeping
             if listener is not None:
                 await asyncio.to_thread(listener.stop)
+            current.store.observers.remove(metrics)
             if owned:
                 current.close()
 
-    app = FastAPI(
+    app = ObservedApp(
         title="rok — run orchestration authority",
-        version="0.1.0",
+        version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
     )
@@ -96,20 +100,6 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-
-    @app.get("/healthz", response_model=HealthOut, tags=["health"], summary="Liveness")
-    async def healthz(authority: AuthorityDep) -> dict[str, Any]:
-        def ping() -> None:
-            with authority.database.read() as conn:
-                conn.execute(text("SELECT 1"))
-
-        await run_in_threadpool(ping)
-        # rok_enabled: a pool with ROK_ENABLED=false refuses to start against a
-        # service that governs (WorkerPool.serve), instead of failing every run
-        return {
-            "status": "ok",
-            "database": authority.database.dialect.name,
-            "rok_enabled": authority.settings.rok_enabled,
-        }
+    metrics = install_observability(app, settings)  # /healthz /readyz /version /metrics
 
     return app

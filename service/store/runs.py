@@ -25,6 +25,7 @@ from service.model.phases import RunPhase
 from service.store.chain import history_key_for, seal_genesis
 from service.store.cursors import encode_cursor, page_query
 from service.store.database import Database
+from service.store.observers import Observers
 from service.store.records import NewRun, RunFilter, RunRecord
 from service.store.rows import (
     SELECT_DOMAIN_EXPECTATIONS,
@@ -70,6 +71,8 @@ class RunStore:
             history_key = history_key_for(Settings.from_env())
         self.history_key = history_key
         """Seals every transition and ack (service.store.chain); never written to the database."""
+        self.observers = Observers()
+        """Told of what each write did once it committed (the API's metrics)."""
         # prebuilt once: building a statement per move costs more than running it
         self._select_run_locked = db.dialect.lock_run(SELECT_RUN)
 
@@ -111,6 +114,8 @@ class RunStore:
                     conn.execute(insert(expectations), contract)
                 self._publish(conn, {CLAIMABLE})
             self._wake({CLAIMABLE})
+            if self.observers:
+                self.observers.run_created(new.id, new.tenant_id)
             return new.id, True
         except IntegrityError:
             # Lost a race with a concurrent create of the same key or id.
@@ -137,11 +142,16 @@ class RunStore:
             if found is None:
                 raise RunNotFound(run_id)
             row = row_from_mapping(found._mapping)
-            tx = RunTransaction(conn, row, clock(), actor, history_key=self.history_key)
+            observed = bool(self.observers)
+            tx = RunTransaction(
+                conn, row, clock(), actor, history_key=self.history_key, observed=observed
+            )
             yield tx
             tx.write_chain_head()
             self._publish(conn, tx.notified)
         self._wake(tx.notified)
+        if observed:
+            self.observers.committed(tx.committed())
 
     # -- reads ------------------------------------------------------------
 
