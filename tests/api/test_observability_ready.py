@@ -60,6 +60,11 @@ def test_readyz_is_503_while_the_schema_is_behind_the_code(migrated_url: str) ->
             expect(http.get("/healthz"), 200)  # liveness is not readiness
 
             authority.database.dispose()
+            downgrade(migrated_url, "base")
+            status, body = ready(http)
+            assert status == 503 and "has no rok schema" in body["reason"], body
+
+            authority.database.dispose()
             upgrade(migrated_url)
             assert ready(http)[0] == 200
     finally:
