@@ -74,7 +74,7 @@ class Sweeper:
                     kernel.fail(why)
                     report.failed_worker_lost.append(run_id)
             except RokError as exc:  # the run moved on between our read and our write
-                log.info("sweeper skipped run %s: %s", run_id, exc)
+                log.info("sweeper skipped run %s: %s", run_id, exc, extra={"run_id": run_id})
 
     def _sweep_passed_deadlines(self, now: datetime, report: SweepReport) -> None:
         for run_id, phase, deadline in self.reads.passed_deadlines(now):
@@ -86,7 +86,7 @@ class Sweeper:
                 self.authority.kernel(run_id, now=now).fail_stale(why)
                 report.failed_stale.append(run_id)
             except RokError as exc:
-                log.info("sweeper skipped run %s: %s", run_id, exc)
+                log.info("sweeper skipped run %s: %s", run_id, exc, extra={"run_id": run_id})
 
     async def run_forever(self) -> None:
         interval = self.authority.settings.sweep_interval_ms / 1000.0

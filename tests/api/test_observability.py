@@ -166,6 +166,10 @@ def test_a_line_outside_any_request_has_no_request_fields(
 
     [outside] = [e for e in json_lines(captured_log) if e["message"] == "outside any request"]
     assert not {"request_id", "run_id", "tenant_id"} & set(outside)
+    # a line about a run outside any request (the sweeper's) names the run itself
+    logging.getLogger("rok.sweeper").info("skipped", extra={"run_id": RUN_ID})
+    [swept] = [e for e in json_lines(captured_log) if e["message"] == "skipped"]
+    assert swept["run_id"] == RUN_ID and "request_id" not in swept
 
 
 # -- log configuration --------------------------------------------------------------

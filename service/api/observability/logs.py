@@ -42,7 +42,6 @@ class RequestContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = current_request()
-        shown = []
         if context is not None:
             fields: tuple[tuple[str, str | None], ...] = (
                 ("request_id", context.request_id),
@@ -52,7 +51,8 @@ class RequestContextFilter(logging.Filter):
             for name, value in fields:
                 if value is not None:
                     setattr(record, name, value)
-                    shown.append(f"{name}={value}")
+        # also what a line outside any request names itself (`extra={"run_id": ...}`)
+        shown = [f"{n}={getattr(record, n)}" for n in CONTEXT_FIELDS if hasattr(record, n)]
         record.context = f" [{' '.join(shown)}]" if shown else ""
         args = record.args
         # uvicorn's access line: (client, method, path, http version, status)

@@ -130,14 +130,18 @@ class Metrics(StoreObserver):
         self._claim_hit, self._claim_empty = self.claims.labels("hit"), self.claims.labels("empty")
         self._sweeps = {a: self.sweeper_actions.labels(a) for a in SWEEP_ACTIONS}
         self._webhooks = {o: self.webhook_deliveries.labels(o) for o in WEBHOOK_OUTCOMES}
+        self._requests: dict[tuple[str, str, int], Histogram] = {}
 
     def exposition(self) -> bytes:
         """The Prometheus text of this registry (reads the database: call it off the loop)."""
         return generate_latest(self.registry)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        method = method if method in METHODS else "OTHER"
-        self.requests.labels(method, route, str(status)).observe(seconds)
+        key = (method if method in METHODS else "OTHER", route, status)
+        bound = self._requests.get(key)
+        if bound is None:  # bounded: methods x route templates x status codes
+            bound = self._requests[key] = self.requests.labels(key[0], route, str(status))
+        bound.observe(seconds)
 
     # -- StoreObserver: called after each commit --------------------------------
 
