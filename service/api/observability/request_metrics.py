@@ -9,9 +9,11 @@ routes, and a path no route has is `unmatched`.
 
 from __future__ import annotations
 
+import re
 import time
+from typing import Any
 
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.observability.metrics import Metrics
@@ -26,6 +28,7 @@ class RequestMetrics:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        self._templates: list[tuple[re.Pattern[str], str, set[str] | None]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,12 +51,38 @@ class RequestMetrics:
 
     def template(self, scope: Scope) -> str:
         route = scope.get("route")
-        path = getattr(route, "path", None)
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
         if isinstance(path, str) and path:
             return path
-        for candidate in self.routes:  # only requests the router never saw get here
-            match, _ = candidate.matches(scope)
-            if match is not Match.NONE:
-                found = getattr(candidate, "path", None)
-                return found if isinstance(found, str) and found else UNMATCHED
-        return UNMATCHED
+        # only requests the router never saw get here (refused by a gate, or 404)
+        if self._templates is None:
+            self._templates = route_templates(self.routes)
+        method, found = scope.get("method"), None
+        for pattern, template, methods in self._templates:
+            if pattern.match(scope.get("path", "")):
+                if methods is None or method in methods:
+                    return template
+                found = found or template  # the router would answer 405 on it
+        return found or UNMATCHED
+
+
+def route_templates(routes: list[BaseRoute]) -> list[tuple[re.Pattern[str], str, set[str] | None]]:
+    """(regex, template, methods) of every route, in the order the router tries them.
+
+    FastAPI (0.120+) keeps included routers as one entry each and resolves
+    their routes lazily; `iter_route_contexts` flattens them with their full paths.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # an older FastAPI: the router's list is flat already
+        flat: list[Any] = list(routes)
+    else:
+        flat = list(iter_route_contexts(routes))
+    templates = []
+    for route in flat:
+        template = getattr(route, "path_format", None) or getattr(route, "path", None)
+        if isinstance(template, str) and template:
+            pattern, _, _ = compile_path(template)
+            methods = getattr(route, "methods", None)
+            templates.append((pattern, template, set(methods) if methods else None))
+    return templates
