@@ -20,12 +20,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.api.app import create_app
 from service.api.observability import Metrics
 from service.authority import Authority
+from service.config import Settings
 from service.model.phases import RunPhase
 from service.sweeper import Sweeper
 from tests.api.conftest import LOCAL_BASE_URL
 from tests.api.runs_api import RunsApi, expect
 from tests.support.authorities import checked_authority
 
+RUN_ID = "5f0c7a51-5a7e-4b8e-9d7c-2b7e0c4d9a11"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ALLOWED_LABELS = {
     "from_phase",
@@ -230,3 +232,20 @@ def test_a_failing_observer_never_fails_the_move(authority: Authority) -> None:
         samples = scrape(http)
     moved = {"from_phase": "CREATED", "to_phase": "AUTHORIZED"}
     assert value(samples, "rok_run_transitions_total", **moved) == 1
+
+
+def test_a_request_refused_before_routing_is_labelled_with_its_route_template(
+    sqlite_migrated_url: str,
+) -> None:
+    """The auth gate answers 401 before the router runs: the template is matched for it."""
+    with TestClient(
+        create_app(Settings(database_url=sqlite_migrated_url), sweep=False),
+        base_url="http://rok.test",
+    ) as http:
+        expect(http.get(f"/runs/{RUN_ID}"), 401)
+        expect(http.post(f"/runs/{RUN_ID}/authorize", json={}), 401)
+        samples = scrape(http)  # /metrics needs no key
+    count = "rok_http_request_duration_seconds_count"
+    assert value(samples, count, method="GET", route="/runs/{run_id}", status="401") == 1
+    moved = {"method": "POST", "route": "/runs/{run_id}/authorize", "status": "401"}
+    assert value(samples, count, **moved) == 1
