@@ -100,13 +100,17 @@ def serve(host: str, port: int, migrate: bool, with_demo: bool, access_log: bool
     import uvicorn
 
     from service.api.app import create_app
+    from service.api.observability import configure_logging
+
+    configure_logging(settings)  # once, before uvicorn: its access log takes rok's format
 
     if not with_demo:
         uvicorn.run(
             create_app(settings),
             host=host,
             port=port,
-            log_level="info",
+            log_config=None,  # keep rok's logging (ROK_LOG_FORMAT, ROK_LOG_LEVEL)
+            log_level=settings.log_level.lower(),
             access_log=True if access_log is None else access_log,
         )
         return 0
@@ -121,7 +125,8 @@ def serve(host: str, port: int, migrate: bool, with_demo: bool, access_log: bool
             create_app(settings),
             host=host,
             port=port,
-            log_level="info",
+            log_config=None,  # keep rok's logging (ROK_LOG_FORMAT, ROK_LOG_LEVEL)
+            log_level=settings.log_level.lower(),
             # the demo's story is one line per run; a line per request would bury it
             access_log=False if access_log is None else access_log,
         )

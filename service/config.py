@@ -21,6 +21,8 @@ DEFAULT_DATABASE_URL = "sqlite:///./rok.db"
 DEFAULT_HISTORY_KEY_FILE = "rok-history.key"
 AUTH_REQUIRED = "required"
 AUTH_OFF = "off"
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -64,6 +66,11 @@ class Settings:
     """Deliveries of one event before it is given up (state `failed`)."""
     webhook_timeout_ms: int = 5000
     """How long one endpoint may take to answer one delivery."""
+    # -- operators (DESIGN section 10) --
+    log_format: str | None = None
+    """ROK_LOG_FORMAT: `json` or `text`; None: text on a terminal, JSON otherwise."""
+    log_level: str = "INFO"
+    """ROK_LOG_LEVEL: DEBUG, INFO, WARNING, ERROR or CRITICAL (rok's and uvicorn's loggers)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +98,8 @@ class Settings:
             webhook_secret=_webhook_secret(env),
             webhook_max_attempts=_whole(env, "ROK_WEBHOOK_MAX_ATTEMPTS", 8, 1, 100),
             webhook_timeout_ms=_millis(env, "ROK_WEBHOOK_TIMEOUT_MS", 5000, minimum=1),
+            log_format=_choice(env, "ROK_LOG_FORMAT", "", LOG_FORMATS) or None,
+            log_level=_log_level(env),
         )._check_webhooks()
 
     @property
@@ -139,6 +148,18 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
         return default
     if raw not in choices:
         raise ConfigError(f"{name}={env.get(name)!r} is not one of: {', '.join(choices)}")
+    return raw
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    raw = (env.get("ROK_LOG_LEVEL") or "").strip().upper()
+    if not raw:
+        return "INFO"
+    if raw not in LOG_LEVELS:
+        raise ConfigError(
+            f"ROK_LOG_LEVEL={env.get('ROK_LOG_LEVEL')!r} is not a log level; "
+            f"use one of: {', '.join(LOG_LEVELS)}"
+        )
     return raw
 
 

@@ -50,19 +50,20 @@ class SweepReport:
     failed_cancelled: list[str] = field(default_factory=list)
     skipped: bool = False
 
+    def counts(self) -> dict[str, int]:
+        """How many runs each action took this tick (the metrics' `action` labels)."""
+        return {
+            "released": len(self.released),
+            "failed_worker_lost": len(self.failed_worker_lost),
+            "failed_stale": len(self.failed_stale),
+            "failed_unstarted": len(self.failed_unstarted),
+            "failed_approval_expired": len(self.failed_approval_expired),
+            "failed_cancelled": len(self.failed_cancelled),
+        }
+
     @property
     def acted(self) -> int:
-        return sum(
-            len(done)
-            for done in (
-                self.released,
-                self.failed_worker_lost,
-                self.failed_stale,
-                self.failed_unstarted,
-                self.failed_approval_expired,
-                self.failed_cancelled,
-            )
-        )
+        return sum(self.counts().values())
 
 
 class Sweeper:
@@ -79,6 +80,9 @@ class Sweeper:
             self._sweep_expired_leases(now, report)
             self._sweep_passed_deadlines(now, report)
             self._sweep_run_control(now, report)
+        observers = self.authority.store.observers
+        if report.acted and observers:
+            observers.swept(report.counts())
         return report
 
     def _sweep_run_control(self, now: datetime, report: SweepReport) -> None:
@@ -123,7 +127,7 @@ class Sweeper:
                     kernel.fail(why)
                     report.failed_worker_lost.append(run_id)
             except RokError as exc:  # the run moved on between our read and our write
-                log.info("sweeper skipped run %s: %s", run_id, exc)
+                log.info("sweeper skipped run %s: %s", run_id, exc, extra={"run_id": run_id})
 
     def _sweep_passed_deadlines(self, now: datetime, report: SweepReport) -> None:
         for run_id, phase, deadline in self.reads.passed_deadlines(now):
@@ -135,7 +139,7 @@ class Sweeper:
                 self.authority.kernel(run_id, now=now).fail_stale(why)
                 report.failed_stale.append(run_id)
             except RokError as exc:
-                log.info("sweeper skipped run %s: %s", run_id, exc)
+                log.info("sweeper skipped run %s: %s", run_id, exc, extra={"run_id": run_id})
 
     async def run_forever(self) -> None:
         interval = self.authority.settings.sweep_interval_ms / 1000.0

@@ -84,3 +84,30 @@ def test_malformed_booleans_are_refused_by_name(variable: str, value: str) -> No
 def test_unsupported_database_urls_are_refused_by_name(value: str) -> None:
     with pytest.raises(ConfigError, match="ROK_DATABASE_URL"):
         Settings.from_env({"ROK_DATABASE_URL": value})
+
+
+def test_log_format_and_level_are_read_in_any_case() -> None:
+    assert Settings.from_env({}).log_format is None  # text on a terminal, JSON otherwise
+    assert Settings.from_env({}).log_level == "INFO"
+    settings = Settings.from_env({"ROK_LOG_FORMAT": " JSON ", "ROK_LOG_LEVEL": "debug"})
+    assert (settings.log_format, settings.log_level) == ("json", "DEBUG")
+    assert Settings.from_env({"ROK_LOG_FORMAT": "text"}).log_format == "text"
+    blank = Settings.from_env({"ROK_LOG_FORMAT": " ", "ROK_LOG_LEVEL": ""})
+    assert (blank.log_format, blank.log_level) == (None, "INFO")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "names"),
+    [
+        ("ROK_LOG_FORMAT", "yaml", "json, text"),
+        ("ROK_LOG_FORMAT", "logfmt", "json, text"),
+        ("ROK_LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("ROK_LOG_LEVEL", "10", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("ROK_LOG_LEVEL", "WARN", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ],
+)
+def test_malformed_log_settings_are_refused_by_name(variable: str, value: str, names: str) -> None:
+    with pytest.raises(ConfigError, match=variable) as refused:
+        Settings.from_env({variable: value})
+    assert repr(value) in str(refused.value)
+    assert names in str(refused.value)

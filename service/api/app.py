@@ -6,22 +6,19 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import text
-from starlette.concurrency import run_in_threadpool
 
+from service import __version__
 from service.api import console
 from service.api.auth import AuthGate
-from service.api.deps import AuthorityDep
 from service.api.errors import install_error_handlers
 from service.api.idempotency import IdempotencyReplay, document_idempotency_key
 from service.api.limits import BodySizeLimit
+from service.api.observability import ObservedApp, configure_logging, install_observability
 from service.api.openapi import install_docs, install_openapi, operation_id
 from service.api.ratelimit import RateLimit
 from service.api.routes import ROUTERS
-from service.api.schemas import HealthOut
 from service.authority import Authority
 from service.config import Settings
 from service.delivery import Deliverer
@@ -50,6 +47,11 @@ def create_app(
     Nothing here touches the database: the lifespan opens it, so the OpenAPI
     schema can be exported without one. `tracing`: else as OTEL_* asks (off unset).
     """
+    if settings is None and authority is None:
+        # served by uvicorn itself (`uvicorn --factory service.api.app:create_app`):
+        # nobody configured logging (`rok serve` does it before building the app)
+        settings = Settings.from_env()
+        configure_logging(settings)
     settings = settings or (authority.settings if authority else Settings.from_env())
     traced = tracing or tracing_from_env(SERVICE)
 
@@ -64,6 +66,7 @@ def create_app(
         app.state.authority = current
         if owned:
             traced.instrument_engine(current.database.engine)
+        current.store.observers.add(metrics)  # counted from here on, after each commit
         listener = None
         if current.database.is_postgres:
             listener = NotificationListener(current.database.url, current.signals)
@@ -83,14 +86,15 @@ def create_app(
                         await task
             if listener is not None:
                 await asyncio.to_thread(listener.stop)
+            current.store.observers.remove(metrics)
             if owned:
                 current.close()
             if tracing is None:  # ours: export what is buffered
                 traced.shutdown()
 
-    app = FastAPI(
+    app = ObservedApp(
         title="rok — run orchestration authority",
-        version="0.1.0",
+        version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
         # served by install_docs, from this service's own assets
@@ -119,28 +123,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(console.router)
+    metrics = install_observability(app, settings)  # /healthz /readyz /version /metrics
     traced.instrument_app(app)  # outermost: a request's span covers the gates too
-
-    @app.get(
-        "/healthz",
-        response_model=HealthOut,
-        tags=["health"],
-        operation_id="get_health",
-        summary="Liveness",
-        description="200 while the service answers and its database does. Public: no key.",
-    )
-    async def healthz(authority: AuthorityDep) -> dict[str, Any]:
-        def ping() -> None:
-            with authority.database.read() as conn:
-                conn.execute(text("SELECT 1"))
-
-        await run_in_threadpool(ping)
-        # rok_enabled: a pool with ROK_ENABLED=false refuses to start against a
-        # service that governs (WorkerPool.serve), instead of failing every run
-        return {
-            "status": "ok",
-            "database": authority.database.dialect.name,
-            "rok_enabled": authority.settings.rok_enabled,
-        }
 
     return app

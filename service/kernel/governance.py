@@ -74,7 +74,8 @@ class AckWait:
         self._store = store
         self._run_id = run_id
         self._tenant_id = tenant_id  # the caller's: a run of another tenant is not found
-        self._deadline = time.monotonic() + timeout_s
+        self._started = time.monotonic()
+        self._deadline = self._started + timeout_s
         self._first = True
 
     def blocking(self) -> None:
@@ -114,11 +115,11 @@ class AckWait:
         first, self._first = self._first, False
         if first and phase is not RunPhase.GOVERNANCE_CHECK:
             raise PhaseTransitionError(self._run_id, phase, RunPhase.GOVERNANCE_CHECK, CHECK_NEEDS)
-        return (
-            phase is not RunPhase.GOVERNANCE_CHECK
-            or not outstanding
-            or time.monotonic() >= self._deadline
-        )
+        now = time.monotonic()
+        over = phase is not RunPhase.GOVERNANCE_CHECK or not outstanding or now >= self._deadline
+        if over and self._store.observers:
+            self._store.observers.check_waited(now - self._started)
+        return over
 
     def _next_wait_s(self) -> float:
         return min(self._deadline - time.monotonic(), self._store.signals.recheck_interval_s)

@@ -57,6 +57,23 @@ class LeaseStore:
         returns the live lease that claim already took instead of a second run,
         and so do copies of it sent at once: at most one run is leased.
         """
+        claimed = self._claim(worker_id, lease_ms, handlers, now, claim_id, tenant_id)
+        if self.runs.observers:
+            if claimed is None:
+                self.runs.observers.claimed(None, None)
+            else:
+                self.runs.observers.claimed(claimed[0].row.id, claimed[0].row.tenant_id)
+        return claimed
+
+    def _claim(
+        self,
+        worker_id: str,
+        lease_ms: int,
+        handlers: Sequence[str] | None,
+        now: datetime,
+        claim_id: str | None,
+        tenant_id: str | None,
+    ) -> tuple[RunRecord, Lease] | None:
         if claim_id is None:
             return self._claim_once(worker_id, lease_ms, handlers, now, None, tenant_id)
         for _ in range(CLAIM_TRIES):

@@ -25,6 +25,7 @@ from service.model.phases import RunPhase
 from service.store.chain import history_key_for, seal_genesis
 from service.store.cursors import encode_cursor, page_query
 from service.store.database import Database
+from service.store.observers import Observers
 from service.store.records import NewRun, RunFilter, RunRecord
 from service.store.rows import (
     SELECT_DOMAIN_EXPECTATIONS,
@@ -76,6 +77,8 @@ class RunStore:
             history_key = history_key_for(Settings.from_env())
         self.history_key = history_key
         """Seals every transition and ack (service.store.chain); never written to the database."""
+        self.observers = Observers()
+        """Told of what each write did once it committed (the API's metrics)."""
         # prebuilt once: building a statement per move costs more than running it
         self._select_run_locked = db.dialect.lock_run(SELECT_RUN)
 
@@ -117,6 +120,8 @@ class RunStore:
                     conn.execute(insert(expectations), contract)
                 self._publish(conn, {CLAIMABLE})
             self._wake({CLAIMABLE})
+            if self.observers:
+                self.observers.run_created(new.id, new.tenant_id)
             return new.id, True
         except IntegrityError:
             # Lost a race with a concurrent create of the same key or id.
@@ -143,6 +148,7 @@ class RunStore:
             if found is None:
                 raise RunNotFound(run_id)
             row = row_from_mapping(found._mapping)
+            observed = bool(self.observers)
             tx = RunTransaction(
                 conn,
                 row,
@@ -150,11 +156,14 @@ class RunStore:
                 actor,
                 history_key=self.history_key,
                 record_events=self.record_events,
+                observed=observed,
             )
             yield tx
             tx.write_chain_head()
             self._publish(conn, tx.notified)
         self._wake(tx.notified)
+        if observed:
+            self.observers.committed(tx.committed())
 
     # -- reads ------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from service.errors import PhaseTransitionError
 from service.model.audit import AuditExpectation, DomainAck
 from service.model.phases import PhaseTransition, RunPhase, check_transition
 from service.store.chain import seal_ack, seal_genesis, seal_transition
+from service.store.observers import EXECUTION_ENDED, Committed, Verdict, evidence_lag
 from service.store.outbox import INSERT_EVENT, OUTBOX, EventType, new_event
 from service.store.records import NO_CHANGES, NO_LEASE, RunChanges, RunRecord, RunRow
 from service.store.rows import (
@@ -55,6 +56,12 @@ _MOVE_RUN = update(runs).where(
 _INSERT_TRANSITION = insert(transitions)
 _INSERT_ACK = insert(acks)
 _COUNT_ACKS = select(func.count()).select_from(acks).where(acks.c.run_id == bindparam("run_id"))
+# when execution ended (one move per run; read through uq_transitions_run_seq's run_id)
+_EXECUTION_ENDED_AT = select(transitions.c.at).where(
+    transitions.c.run_id == bindparam("run_id"),
+    transitions.c.from_phase == EXECUTION_ENDED[0].value,
+    transitions.c.to_phase == EXECUTION_ENDED[1].value,
+)
 
 
 class RunTransaction:
@@ -69,6 +76,7 @@ class RunTransaction:
         *,
         history_key: bytes,
         record_events: bool = False,
+        observed: bool = False,
     ) -> None:
         self.conn = conn
         self.row = row
@@ -82,6 +90,10 @@ class RunTransaction:
         self._expectations: list[AuditExpectation] | None = None
         self._acks: list[DomainAck] | None = None
         self.notified: set[str] = set()
+        # for the store's observers (service.store.observers), told after the commit
+        self._observed = observed
+        self.moves: list[PhaseTransition] = []
+        self.verdict: Verdict | None = None
 
     def notify(self, key: str) -> None:
         """Wake waiters on `key` once this transaction commits (and other replicas, on PG)."""
@@ -165,6 +177,10 @@ class RunTransaction:
 
     def record_governance(self, passed: bool, reconciliation: dict[str, Any]) -> None:
         """Record a governance check's verdict on the run (no phase move)."""
+        if self._observed:
+            ended = self.conn.execute(_EXECUTION_ENDED_AT, {"run_id": self.row.id}).scalar()
+            lag = evidence_lag(ended, [ack.at for ack in self.acks()])
+            self.verdict = Verdict(passed, str(reconciliation.get("status")), lag)
         self._update(
             {
                 "governance_passed": passed,
@@ -222,6 +238,10 @@ class RunTransaction:
             self.conn.execute(_UPDATE_RUN, {"match_id": self.row.id, **head})
             self._chain_head_written = True
 
+    def committed(self) -> Committed:
+        """What this transaction did, for the observers once it committed."""
+        return Committed(self.row.id, self.row.tenant_id, tuple(self.moves), self.verdict)
+
     def record(self) -> RunRecord:
         """The run as this transaction leaves it, read on its own connection."""
         return load_records(self.conn, [self.row])[0]
@@ -276,6 +296,7 @@ class RunTransaction:
                 row.id, row.phase, entry.to_phase, "the run was moved concurrently"
             )
         self.conn.execute(_INSERT_TRANSITION, sealed)
+        self.moves.append(entry)
         self._apply(values)
         self._chain_head_written = True
 
