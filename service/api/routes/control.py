@@ -33,14 +33,13 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 )
 def cancel(
     run_id: UUID,
-    body: CancelIn,
     authority: AuthorityDep,
     lease_token: LeaseTokenDep,
     principal: PrincipalDep,
+    body: Annotated[CancelIn | None, Body()] = None,
 ) -> Response:
-    return answer_move(
-        authority, run_id, lease_token, principal, lambda run: run.cancel(body.reason)
-    )
+    reason = (body or CancelIn()).reason or "no reason given"
+    return answer_move(authority, run_id, lease_token, principal, lambda run: run.cancel(reason))
 
 
 @router.post(

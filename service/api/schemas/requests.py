@@ -314,7 +314,9 @@ class CancelIn(StrictModel):
         extra="forbid", json_schema_extra={"examples": [{"reason": "superseded by a newer run"}]}
     )
 
-    reason: str = Field(min_length=1, max_length=10000)
+    reason: str | None = Field(
+        default=None, min_length=1, max_length=10000, description="Why; in the run's error."
+    )
 
 
 class DecisionIn(StrictModel):
