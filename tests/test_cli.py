@@ -23,6 +23,7 @@ TABLES = {
     "acks",
     "api_keys",
     "idempotency_keys",
+    "pending_expectations",
     "alembic_version",
 }
 

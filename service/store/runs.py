@@ -25,6 +25,7 @@ from service.model.phases import RunPhase
 from service.store.chain import history_key_for, seal_genesis
 from service.store.cursors import encode_cursor, page_query
 from service.store.database import Database
+from service.store.owed import record_owed
 from service.store.records import NewRun, RunFilter, RunRecord
 from service.store.rows import (
     SELECT_DOMAIN_EXPECTATIONS,
@@ -109,8 +110,10 @@ class RunStore:
                 conn.execute(insert(runs).values(**declared))
                 if contract:
                     conn.execute(insert(expectations), contract)
-                self._publish(conn, {CLAIMABLE})
-            self._wake({CLAIMABLE})
+                # the owed feed's index, in the same transaction (service.store.owed)
+                keys = {CLAIMABLE} | record_owed(conn, declared, [(d, a) for d, a, _ in new.contract])
+                self._publish(conn, keys)
+            self._wake(keys)
             return new.id, True
         except IntegrityError:
             # Lost a race with a concurrent create of the same key or id.
