@@ -2,14 +2,15 @@
 
 runs: create, list, get · leases: claim, heartbeat · moves: the lifecycle
 moves · acks: domain acks · governance: the check and the reconciliation · verify:
-the sealed history recomputed.
+the sealed history recomputed · owed (under /domains): the feed of runs that still
+owe a domain its acks.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import acks, governance, leases, moves, runs, verify
+from service.api.routes import acks, governance, leases, moves, owed, runs, verify
 
 ROUTERS: tuple[APIRouter, ...] = (
     runs.router,
@@ -18,4 +19,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     acks.router,
     governance.router,
     verify.router,
+    owed.router,
 )
