@@ -111,7 +111,8 @@ class RunStore:
                 if contract:
                     conn.execute(insert(expectations), contract)
                 # the owed feed's index, in the same transaction (service.store.owed)
-                keys = {CLAIMABLE} | record_owed(conn, declared, [(d, a) for d, a, _ in new.contract])
+                owed = record_owed(conn, declared, [(d, a) for d, a, _ in new.contract])
+                keys = {CLAIMABLE} | owed
                 self._publish(conn, keys)
             self._wake(keys)
             return new.id, True

@@ -293,7 +293,5 @@ pending_expectations = Table(
     ),
     # the feed's order (oldest run first, its actions together), with and without a phase
     Index("ix_pending_expectations_feed", "domain", "created_at", "run_id", "action"),
-    Index(
-        "ix_pending_expectations_phase", "domain", "phase", "created_at", "run_id", "action"
-    ),
+    Index("ix_pending_expectations_phase", "domain", "phase", "created_at", "run_id", "action"),
 )
