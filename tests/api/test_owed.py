@@ -146,3 +146,13 @@ def test_a_tenant_key_sees_only_its_tenants_runs(secured: TestClient) -> None:
         assert [i["run_id"] for i in answer.json()["items"]] == [made[tenant]]
     admin = secured.get("/domains/policies/owed", headers=key(secured, "ops", "admin"))
     assert {i["run_id"] for i in admin.json()["items"]} == set(made.values())
+
+
+def test_a_poll_whose_client_hung_up_stops_waiting(server: ServerProcess) -> None:
+    """The poll below would wait a minute; the server must still stop at once after the
+    client is gone (the fixture fails a server that ignores SIGTERM for 15 s)."""
+    with (
+        httpx.Client(base_url=server.base_url, timeout=0.5) as http,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        http.get("/domains/incidents/owed", params={"wait_ms": 60_000})

@@ -7,9 +7,12 @@ ack takes the pair off the feed in the same transaction.
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from service.api.deps import AuthorityDep, PrincipalDep, require
 from service.api.presenters import RokJSONResponse
@@ -22,6 +25,7 @@ from service.store.keys import ACKS_PREFIX
 from service.store.owed import OwedFeed, OwedQuery, OwedRun
 
 router = APIRouter(prefix="/domains", tags=["domains"])
+T = TypeVar("T")
 
 DomainName = Annotated[
     str,
@@ -42,6 +46,7 @@ DomainName = Annotated[
 )
 async def owed(
     domain: DomainName,
+    request: Request,
     authority: AuthorityDep,
     principal: PrincipalDep,
     limit: Annotated[
@@ -84,8 +89,29 @@ async def owed(
         tenant_id=principal.tenant_scope,
     )
     feed = OwedFeed(authority.database, authority.signals)
-    runs = await feed.wait(query, wait_ms / 1000.0)
-    return RokJSONResponse({"items": [_owed_json(run) for run in runs]})
+    runs = await _unless_gone(request, feed.wait(query, wait_ms / 1000.0))
+    return RokJSONResponse({"items": [_owed_json(run) for run in runs or []]})
+
+
+async def _unless_gone(request: Request, waiting: Coroutine[Any, Any, T]) -> T | None:
+    """`waiting`'s result, or None once the client hung up: a poll nobody reads must not
+    hold on for the rest of its wait_ms (nor hold up a server shutting down)."""
+    wait = asyncio.ensure_future(waiting)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({wait, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (wait, gone):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    return wait.result() if not wait.cancelled() else None
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass  # the (empty) body of the GET
 
 
 def _owed_json(run: OwedRun) -> dict[str, object]:
