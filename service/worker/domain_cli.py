@@ -64,34 +64,63 @@ def register(subparsers: Any, default_domains: DomainCatalog) -> argparse.Argume
 
 
 def run_domain_command(args: argparse.Namespace) -> int:
+    """The argparse entry: `run_domain` with the parsed options."""
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    catalog: DomainCatalog = args.default_domains
-    domains = {d.name: d for d in catalog(args.policies, args.otlp_endpoint)}
-    domain = domains.get(args.name)
+    return run_domain(
+        args.name,
+        args.default_domains,
+        url=args.url,
+        key=args.key,
+        policies=args.policies,
+        otlp_endpoint=args.otlp_endpoint,
+        limit=args.limit,
+        wait_ms=args.wait_ms,
+        concurrency=args.concurrency,
+    )
+
+
+def run_domain(
+    name: str,
+    default_domains: DomainCatalog,
+    *,
+    url: str = DEFAULT_URL,
+    key: str | None = None,
+    policies: str | None = None,
+    otlp_endpoint: str | None = None,
+    limit: int = 50,
+    wait_ms: int = 30_000,
+    concurrency: int = 8,
+) -> int:
+    """Serve the domain `name` until SIGTERM or SIGINT; the exit code (2: no such domain).
+
+    Plain arguments, so any command-line front end can call it.
+    """
+    domains = {d.name: d for d in default_domains(policies, otlp_endpoint)}
+    domain = domains.get(name)
     if domain is None:
         known = ", ".join(sorted(domains))
-        print(f"rok domain: no domain named {args.name!r}; known: {known}", file=sys.stderr)
+        print(f"rok domain: no domain named {name!r}; known: {known}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(args, domain))
+    asyncio.run(_serve(domain, url, key, limit, wait_ms, concurrency))
     return 0
 
 
-async def _serve(args: argparse.Namespace, domain: Domain) -> None:
+async def _serve(
+    domain: Domain, url: str, key: str | None, limit: int, wait_ms: int, concurrency: int
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):  # not on Windows' loop
             loop.add_signal_handler(sig, stop.set)
-    async with RokClient(args.url, api_key=args.key) as client:
-        feed = DomainFeed(
-            client, domain, limit=args.limit, wait_ms=args.wait_ms, concurrency=args.concurrency
-        )
+    async with RokClient(url, api_key=key) as client:
+        feed = DomainFeed(client, domain, limit=limit, wait_ms=wait_ms, concurrency=concurrency)
         feeds = ", ".join(feed_domains(domain))
         logging.getLogger("rok.domain").info(
-            "domain %s reading the owed feed of %s at %s", domain.name, feeds, args.url
+            "domain %s reading the owed feed of %s at %s", domain.name, feeds, url
         )
         await feed.run(stop)
 
