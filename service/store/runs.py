@@ -76,8 +76,8 @@ class RunStore:
 
     def _publish(self, conn: Connection, keys: set[str]) -> None:
         """Inside the transaction: tell other replicas (delivered on commit)."""
-        for key in keys:
-            self.db.dialect.publish(conn, NOTIFY_CHANNEL, notice(self.signals.origin, key))
+        payloads = [notice(self.signals.origin, key) for key in sorted(keys)]
+        self.db.dialect.publish(conn, NOTIFY_CHANNEL, payloads)
 
     def _wake(self, keys: set[str]) -> None:
         """After commit: wake this process's waiters."""
