@@ -1,32 +1,23 @@
 """The owed feed's index and read (service.store.owed), on both backends.
 
 Every test ends by comparing the whole index with what each run's record says
-it owes (tests.support.owed): a row missing or left behind fails it.
+it owes (the `authority` fixture, tests.support.owed): a row missing or left
+behind fails it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from service.authority import Authority
 from service.kernel.kernel import RunOrchestrationKernel, create_rok
 from service.model.phases import RunPhase
 from service.store.owed import OwedQuery, OwedRun, owed_key, read_owed
 from tests.support.authorities import checked_authority
-from tests.support.owed import assert_owed_index_exact, stored_owed
+from tests.support.owed import stored_owed
 
 LOGS = ("complete_trace", "start_trace")
-
-
-@pytest.fixture
-def authority(migrated_url: str) -> Iterator[Authority]:
-    """The checked Authority, whose index must also be exact when the test ends."""
-    with checked_authority(migrated_url) as current:
-        yield current
-        assert_owed_index_exact(current.store)
 
 
 def new_run(authority: Authority, **fields: Any) -> RunOrchestrationKernel:

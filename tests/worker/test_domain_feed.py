@@ -27,7 +27,6 @@ from service.worker.client import RokClient
 from service.worker.domain_cli import main as domain_main
 from service.worker.domain_feed import DomainFeed, feed_domains
 from tests.support.authorities import checked_authority
-from tests.support.owed import assert_owed_index_exact
 from tests.support.server import ServerProcess, running_server
 
 URL = "http://127.0.0.1"
@@ -41,7 +40,6 @@ DOMAIN_COMMAND = (
 def authority(migrated_url: str) -> Iterator[Authority]:
     with checked_authority(migrated_url, auth="off") as current:
         yield current
-        assert_owed_index_exact(current.store)
 
 
 def ended_run(authority: Authority, error: str | None = None, **fields: Any) -> str:
