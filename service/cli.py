@@ -1,6 +1,7 @@
 """The `rok` command line: one click group, `rok`, and its commands.
 
-    rok serve | db upgrade|current|check | keys … | verify | worker | demo | bench | runs …
+    rok serve | db upgrade|current|check | keys … | verify | worker | domain | demo |
+    bench | runs …
 
 Each command lives with what it drives (keys_cli, verify_cli, worker.cli,
 demo.cli, bench.runner, ops_cli) and is added to the group here. Heavy
@@ -40,6 +41,7 @@ from service.store.database import Database
 from service.store.keys import KeyStore
 from service.verify_cli import verify
 from service.worker.cli import worker_command
+from service.worker.domain_cli import domain_command
 
 # what the demo's pool and its reference domains need, and nothing more
 DEMO_SCOPES = (
@@ -238,6 +240,7 @@ for command in (
     verify,
     # `rok worker` runs a handler dict with the reference domains: composed here, not in the pool
     worker_command(default_domains=reference_domains),
+    domain_command(default_domains=reference_domains),
     demo,
     bench,
     runs,

@@ -18,7 +18,7 @@ asks the run's `Dialect` for the few things that cannot be the same:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, Select, event, text
@@ -53,8 +53,8 @@ class Dialect(Protocol):
     def read_options(self) -> dict[str, Any]:
         """Execution options of a read transaction that sees one snapshot."""
 
-    def publish(self, conn: Connection, channel: str, payload: str) -> None:
-        """Tell other processes, when `conn`'s transaction commits."""
+    def publish(self, conn: Connection, channel: str, payloads: Sequence[str]) -> None:
+        """Tell other processes each of `payloads`, when `conn`'s transaction commits."""
 
     def elected(self, engine: Engine, key: int) -> contextlib.AbstractContextManager[bool]:
         """True while this process alone holds `key` (per schema); False elsewhere."""
@@ -116,7 +116,7 @@ class SqliteDialect:
     def read_options(self) -> dict[str, Any]:
         return {READ_ONLY_OPTION: True}
 
-    def publish(self, conn: Connection, channel: str, payload: str) -> None:
+    def publish(self, conn: Connection, channel: str, payloads: Sequence[str]) -> None:
         return None  # one process writes the file; its own signals woke its waiters
 
     @contextlib.contextmanager
@@ -164,10 +164,14 @@ class PostgresDialect:
         # different commits; one snapshot keeps invariant 1 for readers.
         return {READ_ONLY_OPTION: True, "isolation_level": "REPEATABLE READ"}
 
-    def publish(self, conn: Connection, channel: str, payload: str) -> None:
-        conn.execute(
-            text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}
-        )
+    def publish(self, conn: Connection, channel: str, payloads: Sequence[str]) -> None:
+        # one round trip for all of them: a transaction that wakes the claimers, a
+        # run's check and the domains' feeds pays one statement, not one per key
+        if not payloads:
+            return
+        calls = ", ".join(f"pg_notify(:channel, :p{i})" for i in range(len(payloads)))
+        params = {"channel": channel, **{f"p{i}": p for i, p in enumerate(payloads)}}
+        conn.execute(text(f"SELECT {calls}"), params)
 
     @contextlib.contextmanager
     def elected(self, engine: Engine, key: int) -> Iterator[bool]:

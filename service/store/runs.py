@@ -26,6 +26,7 @@ from service.store.chain import history_key_for, seal_genesis
 from service.store.cursors import encode_cursor, page_query
 from service.store.database import Database
 from service.store.observers import Observers
+from service.store.owed import record_owed
 from service.store.records import NewRun, RunFilter, RunRecord
 from service.store.rows import (
     SELECT_DOMAIN_EXPECTATIONS,
@@ -84,8 +85,8 @@ class RunStore:
 
     def _publish(self, conn: Connection, keys: set[str]) -> None:
         """Inside the transaction: tell other replicas (delivered on commit)."""
-        for key in keys:
-            self.db.dialect.publish(conn, NOTIFY_CHANNEL, notice(self.signals.origin, key))
+        payloads = [notice(self.signals.origin, key) for key in sorted(keys)]
+        self.db.dialect.publish(conn, NOTIFY_CHANNEL, payloads)
 
     def _wake(self, keys: set[str]) -> None:
         """After commit: wake this process's waiters."""
@@ -118,8 +119,11 @@ class RunStore:
                 conn.execute(insert(runs).values(**declared))
                 if contract:
                     conn.execute(insert(expectations), contract)
-                self._publish(conn, {CLAIMABLE})
-            self._wake({CLAIMABLE})
+                # the owed feed's index, in the same transaction (service.store.owed)
+                owed = record_owed(conn, declared, [(d, a) for d, a, _ in new.contract])
+                keys = {CLAIMABLE} | owed
+                self._publish(conn, keys)
+            self._wake(keys)
             if self.observers:
                 self.observers.run_created(new.id, new.tenant_id)
             return new.id, True

@@ -351,3 +351,31 @@ events = Table(
         postgresql_where=text(PENDING_EVENT),
     ),
 )
+
+# The owed feed's index (migration 0005): one row per domain expectation a live
+# run still waits for (PENDING, not orchestrator/finalize_run). Written where
+# the run is created, updated as it moves through CREATED … GOVERNANCE_CHECK,
+# deleted as the pair's ack lands, the verdict is recorded or the run leaves
+# those phases (service.store.owed): so GET /domains/{domain}/owed reads this
+# table alone, and a million finished runs add nothing to it.
+pending_expectations = Table(
+    "pending_expectations",
+    metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("domain", String(100), nullable=False),
+    Column("action", String(100), nullable=False),
+    # copies of the run's: the feed answers without reading `runs`
+    Column("tenant_id", String(200), nullable=True),
+    Column("handler", String(200), nullable=True),
+    Column("phase", String(20), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("run_id", "domain", "action", name="pk_pending_expectations"),
+    # only the phases that still owe evidence: a row left behind by a move shows at once
+    CheckConstraint(
+        "phase IN ('CREATED', 'AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK')",
+        name="ck_pending_expectations_phase",
+    ),
+    # the feed's order (oldest run first, its actions together), with and without a phase
+    Index("ix_pending_expectations_feed", "domain", "created_at", "run_id", "action"),
+    Index("ix_pending_expectations_phase", "domain", "phase", "created_at", "run_id", "action"),
+)

@@ -10,6 +10,9 @@ Guarantees (each held by the database, not only by the Python above it):
   = :n`) plus its history row; zero rows updated means someone else moved the
   run first, and nothing is written.
 - A history slot (run_id, seq) is unique, and so is a run's finalize_run ack.
+- The owed feed's index (service.store.owed) follows the run in the same
+  transaction: its rows take each move, lose a pair as it is acked, and go
+  with the governance verdict or the run's exit from the owing phases.
 - Every transition and ack is sealed as it is written: its place in the run's
   chain (`chain_seq`) and its HMAC over the previous seal (service.store.chain).
   The run's chain_length/chain_head ride in the move's UPDATE; acks after the
@@ -27,11 +30,12 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from service.errors import PhaseTransitionError
-from service.model.audit import AuditExpectation, DomainAck
+from service.model.audit import ORCHESTRATOR_DOMAIN, AuditExpectation, DomainAck
 from service.model.phases import PhaseTransition, RunPhase, check_transition
 from service.store.chain import seal_ack, seal_genesis, seal_transition
 from service.store.observers import EXECUTION_ENDED, Committed, Verdict, evidence_lag
 from service.store.outbox import INSERT_EVENT, OUTBOX, EventType, new_event
+from service.store.owed import OWING_PHASES, forget_pair, forget_run, move_owed, owed_key
 from service.store.records import NO_CHANGES, NO_LEASE, RunChanges, RunRecord, RunRow
 from service.store.rows import (
     load_acks,
@@ -130,6 +134,7 @@ class RunTransaction:
         if row.lease is None:
             values.setdefault("available", False)
         self._write_move(entry, row.attempt, values)
+        self._follow_owed(to_phase)
         return entry
 
     def record_attempt(
@@ -188,6 +193,7 @@ class RunTransaction:
                 "governance_reconciliation": reconciliation,
             }
         )
+        forget_run(self.conn, self.row.id)  # judged: what is not acked now is missing
 
     def add_ack(
         self,
@@ -219,6 +225,9 @@ class RunTransaction:
         self.row.chain_length, self.row.chain_head = entry["chain_seq"], entry["hash"]
         self._chain_head_written = False
         self.notify(ack_key(self.row.id))
+        if not late and domain != ORCHESTRATOR_DOMAIN:
+            forget_pair(self.conn, self.row.id, domain, action)
+            self.notify(owed_key(domain))
         if self._acks is not None:
             self._acks.append(ack)
         return ack
@@ -257,6 +266,16 @@ class RunTransaction:
         return self._acks
 
     # -- the write path of every move ------------------------------------------
+
+    def _follow_owed(self, to_phase: RunPhase) -> None:
+        """Keep the owed feed's index with the run (a judged run has no rows left)."""
+        if self.row.governance_recorded:
+            return
+        if to_phase in OWING_PHASES:
+            for key in move_owed(self.conn, self.row.id, to_phase):
+                self.notify(key)  # a feed filtered on this phase may list the run now
+        else:
+            forget_run(self.conn, self.row.id)
 
     def _write_move(self, entry: PhaseTransition, attempt: int, values: dict[str, Any]) -> None:
         """The guarded UPDATE and its history row: the run only if it is still as loaded."""

@@ -320,6 +320,24 @@ class RokClient:
             return response
         return list(_json(response)["acks"])
 
+    # -- the owed feed ----------------------------------------------------------------
+
+    async def owed(
+        self, domain: str, limit: int = 50, wait_ms: int = 0, phase: str | None = None
+    ) -> list[dict[str, Any]]:
+        """GET /domains/{domain}/owed: runs that still owe `domain` acks, oldest first,
+        long-polling up to wait_ms while none does."""
+        params: dict[str, Any] = {"limit": limit, "wait_ms": wait_ms}
+        if phase is not None:
+            params["phase"] = phase
+        response = await self._sender.send(
+            "GET",
+            f"/domains/{domain}/owed",
+            params=params,
+            timeout_s=wait_ms / 1000 + self._timeout_s,
+        )
+        return list(_json(response)["items"])
+
     # -- plumbing ---------------------------------------------------------------------
 
     async def _move(

@@ -81,13 +81,16 @@ class Live:
 
 
 def _bound_waits(case: AnyCase) -> None:
-    body = case.body
-    if not isinstance(body, dict):
-        return
-    for name, most in WAITS.items():
-        value = body.get(name)
-        if type(value) is int and WAIT_CAP_MS < value <= most:
-            body[name] = WAIT_CAP_MS
+    # in the body (claims, governance checks) and the query (the owed feed's long poll)
+    for fields in (case.body, case.query):
+        if not isinstance(fields, dict):
+            continue
+        for name, most in WAITS.items():
+            value = fields.get(name)
+            if isinstance(value, str) and value.isdecimal():
+                value = int(value)  # a query parameter, as generated
+            if type(value) is int and WAIT_CAP_MS < value <= most:
+                fields[name] = WAIT_CAP_MS
 
 
 def _seed_tenant_a(client: TestClient, admin: dict[str, str]) -> list[str]:

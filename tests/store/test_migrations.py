@@ -27,6 +27,7 @@ TABLES = {
     "api_keys",
     "idempotency_keys",
     "events",
+    "pending_expectations",
 }
 
 

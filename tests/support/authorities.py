@@ -9,6 +9,7 @@ from typing import Any
 from service.authority import Authority
 from service.config import Settings
 from tests.support.invariants import check_every_run
+from tests.support.owed import assert_owed_index_exact
 
 # short, so a test that lets a governance check time out does not wait long
 GOVERNANCE_TIMEOUT_MS = 200
@@ -22,10 +23,12 @@ def open_authority(url: str, **settings: Any) -> Authority:
 
 @contextlib.contextmanager
 def checked_authority(url: str, **settings: Any) -> Iterator[Authority]:
-    """An Authority on `url`; when the block ends cleanly, every run it left must be valid."""
+    """An Authority on `url`; when the block ends cleanly, every run it left must be valid
+    and the owed feed's index must list exactly what those runs still owe."""
     current = open_authority(url, **settings)
     try:
         yield current
         check_every_run(current.store)
+        assert_owed_index_exact(current.store)  # the owed feed's index, run by run
     finally:
         current.close()

@@ -3,14 +3,25 @@
 runs: create, list, get · leases: claim, heartbeat · moves: the lifecycle
 moves · control: cancel, approve, reject, release · acks: domain acks ·
 governance: the check and the reconciliation · verify: the sealed history
-recomputed · events: the alerts and their delivery.
+recomputed · events: the alerts and their delivery · owed (under /domains): the
+feed of runs that still owe a domain its acks.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import acks, control, events, governance, leases, moves, runs, verify
+from service.api.routes import (
+    acks,
+    control,
+    events,
+    governance,
+    leases,
+    moves,
+    owed,
+    runs,
+    verify,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     runs.router,
@@ -21,4 +32,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     governance.router,
     verify.router,
     events.router,
+    owed.router,
 )
