@@ -44,6 +44,8 @@ class Settings:
     max_acks_per_run: int = 1000
     rate_limit: str | None = None
     """Per key, in the `limits` notation (`100/second`); None: no limit."""
+    tenant_concurrency: int | None = None
+    """Runs of one tenant leased at once where PUT /limits/tenant:<id> set none; None: any."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +66,7 @@ class Settings:
             max_body_bytes=_whole(env, "ROK_MAX_BODY_BYTES", 1024 * 1024, 1024, 1 << 30),
             max_acks_per_run=_whole(env, "ROK_MAX_ACKS_PER_RUN", 1000, 1, 1_000_000),
             rate_limit=_rate_limit(env),
+            tenant_concurrency=_optional_whole(env, "ROK_TENANT_CONCURRENCY", 1, 1_000_000),
         )
 
     @property
@@ -121,6 +124,14 @@ def _whole(
         units = f"{unit} " if unit else ""
         raise ConfigError(f"{name}={raw!r} is out of range: {units}from {minimum} to {maximum}")
     return value
+
+
+def _optional_whole(env: Mapping[str, str], name: str, minimum: int, maximum: int) -> int | None:
+    """A whole number, or None when the variable is unset or empty."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return _whole(env, name, 0, minimum, maximum)
 
 
 def _history_key(env: Mapping[str, str]) -> bytes | None:

@@ -54,6 +54,7 @@ _ROW_FIELDS = (
     "created_by",
     "chain_length",
     "chain_head",
+    "concurrency_keys",
 )
 
 

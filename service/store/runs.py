@@ -25,6 +25,7 @@ from service.model.phases import RunPhase
 from service.store.chain import history_key_for, seal_genesis
 from service.store.cursors import encode_cursor, page_query
 from service.store.database import Database
+from service.store.limits import queue_run
 from service.store.records import NewRun, RunFilter, RunRecord
 from service.store.rows import (
     SELECT_DOMAIN_EXPECTATIONS,
@@ -109,6 +110,7 @@ class RunStore:
                 conn.execute(insert(runs).values(**declared))
                 if contract:
                     conn.execute(insert(expectations), contract)
+                queue_run(conn, new.id, new.tenant_id, new.concurrency_keys)
                 self._publish(conn, {CLAIMABLE})
             self._wake({CLAIMABLE})
             return new.id, True
@@ -217,6 +219,7 @@ def _new_run_values(new: NewRun) -> dict[str, Any]:
         "created_at": new.created_at,
         "updated_at": new.created_at,
         "created_by": new.created_by,
+        "concurrency_keys": list(new.concurrency_keys),
     }
 
 

@@ -88,6 +88,7 @@ def _sealed() -> list[Column[Any]]:
 # Spelled out, not built from bound parameters: SQLite uses a partial index
 # only when the query contains its WHERE term as written (see the sweeper).
 LIVE_RUN = "phase NOT IN ('COMPLETED', 'FAILED')"
+FULL_KEY = "in_use >= max_concurrent"
 
 runs = Table(
     "runs",
@@ -129,6 +130,9 @@ runs = Table(
     Column("created_by", String(64), nullable=True),
     Column("chain_length", Integer, nullable=False, server_default=text("0")),
     Column("chain_head", String(64), nullable=True),
+    # concurrency (migration 0006): the keys whose slots a claim of the run takes
+    # (null: a run created before them, which lists none)
+    Column("concurrency_keys", JSON, nullable=True),
     _phase_check("phase", "runs"),
     Index("ix_runs_idempotency_scope", "idempotency_scope", unique=True),
     Index("ix_runs_created", "created_at", "id"),
@@ -175,6 +179,28 @@ Index(
 )
 Index(
     "ix_runs_claimable_by_handler",
+    runs.c.handler,
+    runs.c.priority.desc(),
+    runs.c.created_at,
+    runs.c.id,
+    sqlite_where=text("available = 1"),
+    postgresql_where=text("available"),
+)
+
+# Fair claims (migration 0006): a tenant's waiting runs in claim order, so a
+# claim that chose the tenant reads only that tenant's queue.
+Index(
+    "ix_runs_claimable_by_tenant",
+    runs.c.tenant_id,
+    runs.c.priority.desc(),
+    runs.c.created_at,
+    runs.c.id,
+    sqlite_where=text("available = 1"),
+    postgresql_where=text("available"),
+)
+Index(
+    "ix_runs_claimable_by_tenant_handler",
+    runs.c.tenant_id,
     runs.c.handler,
     runs.c.priority.desc(),
     runs.c.created_at,
@@ -266,4 +292,50 @@ idempotency_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("principal", "key", name="pk_idempotency_keys"),
     Index("ix_idempotency_keys_created", "created_at"),
+)
+
+# Concurrency limits (migration 0006, service.store.limits): one row per key a
+# run listed and per tenant (its lane, key `tenant:<id>`). `in_use` counts the
+# leased runs holding the key; a claim takes a slot, the end of the lease gives
+# it back, in the same transaction.
+concurrency_limits = Table(
+    "concurrency_limits",
+    metadata,
+    Column("key", String(250), primary_key=True),
+    # None: no limit set (a lane then has ROK_TENANT_CONCURRENCY, else none)
+    Column("max_concurrent", Integer, nullable=True),
+    Column("in_use", Integer, nullable=False, server_default=text("0")),
+    # lanes only: may hold waiting runs (set by whatever queues one, cleared by
+    # a claim that found none), and the claim count when it was last served
+    Column("waiting", Boolean, nullable=False, server_default=text("false")),
+    Column("served_seq", BigInteger, nullable=False, server_default=text("0")),
+    Column("updated_at", UTCDateTime, nullable=True),
+    CheckConstraint("in_use >= 0", name="ck_concurrency_limits_in_use"),
+    CheckConstraint(
+        "max_concurrent IS NULL OR max_concurrent >= 0", name="ck_concurrency_limits_max"
+    ),
+    # the claim's turn order: lanes with waiting runs, served longest ago first
+    Index(
+        "ix_concurrency_limits_turn",
+        "served_seq",
+        "key",
+        sqlite_where=text("waiting = 1"),
+        postgresql_where=text("waiting"),
+    ),
+    # the keys with no free slot, read once per claim
+    Index(
+        "ix_concurrency_limits_full",
+        "key",
+        sqlite_where=text(FULL_KEY),
+        postgresql_where=text(FULL_KEY),
+    ),
+)
+
+# A run's keys, one row each: what lets a claim pass over runs holding a full key.
+run_concurrency_keys = Table(
+    "run_concurrency_keys",
+    metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    PrimaryKeyConstraint("run_id", "key", name="pk_run_concurrency_keys"),
 )

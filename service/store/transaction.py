@@ -13,6 +13,9 @@ Guarantees (each held by the database, not only by the Python above it):
   chain (`chain_seq`) and its HMAC over the previous seal (service.store.chain).
   The run's chain_length/chain_head ride in the move's UPDATE; acks after the
   last move of a transaction add one UPDATE of the run (`write_chain_head`).
+- A write that ends the run's lease gives its concurrency slots back, and one
+  that puts it back in the queue marks its tenant's lane waiting, in the same
+  transaction (`_apply`; service.store.limits): whatever path ends a lease.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from service.errors import PhaseTransitionError
 from service.model.audit import AuditExpectation, DomainAck
 from service.model.phases import PhaseTransition, RunPhase, check_transition
 from service.store.chain import seal_ack, seal_genesis, seal_transition
+from service.store.limits import give_back, wake_lane
 from service.store.records import NO_CHANGES, NO_LEASE, RunChanges, RunRecord, RunRow
 from service.store.rows import (
     load_acks,
@@ -252,5 +256,10 @@ class RunTransaction:
         self._apply(values)
 
     def _apply(self, values: dict[str, Any]) -> None:
-        self.row = row_from_mapping(row_values(self.row) | values)
+        row = self.row
+        if row.lease is not None and "lease_token" in values and values["lease_token"] is None:
+            give_back(self.conn, row.tenant_id, row.concurrency_keys or ())
+        if values.get("available") is True:
+            wake_lane(self.conn, row.tenant_id)
+        self.row = row_from_mapping(row_values(row) | values)
         self._expectations = None  # deadlines depend on clock_started_at

@@ -19,7 +19,10 @@ from service.store.tables import metadata
 from tests.support.databases import backend_of, fresh_database, sqlite_url
 from tests.support.schemas import catalog, table_names
 
-TABLES = {"runs", "transitions", "expectations", "acks", "api_keys", "idempotency_keys"}
+TABLES = {
+    "runs", "transitions", "expectations", "acks", "api_keys", "idempotency_keys",
+    "concurrency_limits", "run_concurrency_keys",
+}  # fmt: skip
 
 
 def test_an_empty_database_upgrades_to_head(database_url: str) -> None:
