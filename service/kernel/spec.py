@@ -18,6 +18,7 @@ from service.model.audit import (
     custom_contract,
     default_contract,
 )
+from service.store.limits import check_run_keys
 from service.store.records import NewRun
 
 GRANTED = "GRANTED"
@@ -52,6 +53,7 @@ class RunSpec:
     idempotency_key: str | None = None
     max_attempts: int = 1
     priority: int = 0
+    concurrency_keys: Sequence[str] = ()
 
     def new_run(
         self, run_id: str, caller_run_id: str | None, settings: Settings, now: datetime
@@ -80,6 +82,7 @@ class RunSpec:
             idempotency_scope=scope,
             request_fingerprint=self.fingerprint(caller_run_id),
             created_at=now,
+            concurrency_keys=check_run_keys(self.concurrency_keys),
         )
 
     def fingerprint(self, run_id: str | None) -> str:
@@ -96,6 +99,8 @@ class RunSpec:
             "max_attempts": self.max_attempts,
             "priority": self.priority,
         }
+        if self.concurrency_keys:  # absent otherwise: fingerprints stored before keys still match
+            body["concurrency_keys"] = list(self.concurrency_keys)
         encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(encoded.encode()).hexdigest()
 

@@ -2,14 +2,15 @@
 
 runs: create, list, get · leases: claim, heartbeat · moves: the lifecycle
 moves · acks: domain acks · governance: the check and the reconciliation · verify:
-the sealed history recomputed.
+the sealed history recomputed · limits: concurrency limits
+(a router of its own, under /limits).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import acks, governance, leases, moves, runs, verify
+from service.api.routes import acks, governance, leases, limits, moves, runs, verify
 
 ROUTERS: tuple[APIRouter, ...] = (
     runs.router,
@@ -18,4 +19,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     acks.router,
     governance.router,
     verify.router,
+    limits.router,
 )

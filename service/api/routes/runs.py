@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -13,7 +13,7 @@ from service.api.routes.common import AUTH, NOT_FOUND, POSTED, caller
 from service.api.schemas import CreateRunIn, ErrorOut, RunOut, RunPageOut, check_storable
 from service.authority import Authority
 from service.errors import InvalidRequest
-from service.kernel import create_rok
+from service.kernel import RunOrchestrationKernel, RunSpec
 from service.model.phases import RunPhase
 from service.store.keys import RUNS_READ, RUNS_WRITE
 from service.store.runs import RunFilter
@@ -44,14 +44,12 @@ def _run(authority: Authority, run_id: str) -> RokJSONResponse:
 )
 def create_run(body: CreateRunIn, authority: AuthorityDep, principal: PrincipalDep) -> Response:
     require(principal, RUNS_WRITE)
-    kernel = create_rok(
-        str(body.run_id) if body.run_id else None,
+    run_id = str(body.run_id) if body.run_id else None
+    spec = RunSpec(
         tenant_id=require_tenant(principal, body.tenant_id),
-        run_timeout_ms=body.run_timeout_ms,
-        store=authority.store,
-        settings=authority.settings,
         handler=body.handler,
         input=body.input,
+        run_timeout_ms=body.run_timeout_ms,
         expectations=(
             [(e.domain, e.action, e.deadline_ms) for e in body.expectations]
             if body.expectations is not None
@@ -60,6 +58,15 @@ def create_run(body: CreateRunIn, authority: AuthorityDep, principal: PrincipalD
         idempotency_key=body.idempotency_key,
         max_attempts=body.max_attempts,
         priority=body.priority,
+        concurrency_keys=tuple(body.concurrency_keys),
+    )
+    # built here rather than by create_rok, which does not take concurrency_keys yet
+    kernel = RunOrchestrationKernel(
+        run_id or str(uuid4()),
+        authority.store,
+        authority.settings,
+        spec=spec,
+        caller_run_id=run_id,
         caller=caller(principal),
     )
     created = kernel.declare_expectations()

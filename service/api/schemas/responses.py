@@ -103,6 +103,9 @@ class RunOut(BaseModel):
     attempt: int
     max_attempts: int
     priority: int
+    concurrency_keys: list[str] = Field(
+        default_factory=list, description="The keys whose limits the run counts against."
+    )
     run_timeout_ms: int
     created_at: datetime
     created_by: str | None = Field(
