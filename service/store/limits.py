@@ -137,6 +137,17 @@ def wake_lane(conn: Connection, tenant_id: str | None) -> None:
     )
 
 
+_FORGET_KEYS = run_concurrency_keys.delete().where(
+    run_concurrency_keys.c.run_id == bindparam("match_run")
+)
+
+
+def forget_run_keys(conn: Connection, run_id: str) -> None:
+    """At the run's end: its key rows go, so claims read the keys of live runs only
+    (the run's own column keeps them for its record)."""
+    conn.execute(_FORGET_KEYS, {"match_run": run_id})
+
+
 # A slot taken only while the key has room: the guard the database re-checks
 # on the row a concurrent claimer just updated (PostgreSQL), or alone (SQLite).
 _TAKE_SLOT = (

@@ -28,9 +28,9 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from service.errors import PhaseTransitionError
 from service.model.audit import AuditExpectation, DomainAck
-from service.model.phases import PhaseTransition, RunPhase, check_transition
+from service.model.phases import TERMINAL_PHASES, PhaseTransition, RunPhase, check_transition
 from service.store.chain import seal_ack, seal_genesis, seal_transition
-from service.store.limits import give_back, wake_lane
+from service.store.limits import forget_run_keys, give_back, wake_lane
 from service.store.records import NO_CHANGES, NO_LEASE, RunChanges, RunRecord, RunRow
 from service.store.rows import (
     load_acks,
@@ -54,6 +54,7 @@ _MOVE_RUN = update(runs).where(
 )
 _INSERT_TRANSITION = insert(transitions)
 _INSERT_ACK = insert(acks)
+_TERMINAL_VALUES = frozenset(phase.value for phase in TERMINAL_PHASES)
 _COUNT_ACKS = select(func.count()).select_from(acks).where(acks.c.run_id == bindparam("run_id"))
 
 
@@ -261,5 +262,7 @@ class RunTransaction:
             give_back(self.conn, row.tenant_id, row.concurrency_keys or ())
         if values.get("available") is True:
             wake_lane(self.conn, row.tenant_id)
+        if row.concurrency_keys and values.get("phase") in _TERMINAL_VALUES:
+            forget_run_keys(self.conn, row.id)
         self.row = row_from_mapping(row_values(row) | values)
         self._expectations = None  # deadlines depend on clock_started_at

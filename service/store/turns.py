@@ -14,6 +14,11 @@ its runs fits the claim (other handlers, full keys) or it has none left, and
 a lane found with no waiting run at all is marked idle (`settle_idle_lanes`),
 so idle tenants are not looked at again until a run of theirs is queued.
 
+Runs without a tenant (auth off) form one lane; PostgreSQL reads an index in
+order only after `=`, not `IS NULL`, so that lane is read from the queue of
+all waiting runs (ix_runs_claimable), passing the runs of tenants before it:
+cheap where every run lacks a tenant, which is how rok runs without keys.
+
 Runs holding a full key are passed over inside the seek (NOT EXISTS over
 run_concurrency_keys, only when some key is full): a tenant whose queue
 starts with many such runs costs that many index entries per claim.
@@ -89,17 +94,9 @@ def pick_run(
     `tenant_scope` confines the claim to one tenant's lane (a tenant's worker key).
     """
     full = [row.key for row in conn.execute(SELECT_FULL_KEYS)]
-    probe = candidates.add_columns(runs.c.concurrency_keys)
-    if full:
-        holds_full_key = exists().where(
-            run_concurrency_keys.c.run_id == runs.c.id, run_concurrency_keys.c.key.in_(full)
-        )
-        probe = probe.where(~holds_full_key)
-    named = dialect.skip_locked(probe.where(runs.c.tenant_id == bindparam("lane_tenant")))
-    unnamed = dialect.skip_locked(probe.where(runs.c.tenant_id.is_(None)))
-    lanes = _LANES_IN_TURN
-    if tenant_scope is not None:
-        lanes = lanes.where(_limits.key == TENANT_PREFIX + tenant_scope)
+    named = dialect.skip_locked(lane_probe(candidates, full, named=True))
+    unnamed = dialect.skip_locked(lane_probe(candidates, full, named=False))
+    lanes = lanes_in_turn(tenant_scope)
     idle: list[str] = []
     after: tuple[int, str] | None = None
     while True:
@@ -119,6 +116,29 @@ def pick_run(
 
 
 _TURN = (_limits.served_seq, _limits.key)
+
+
+def lanes_in_turn(tenant_scope: str | None = None) -> Select[Any]:
+    """Lanes with waiting runs and a free slot, served longest ago first
+    (reads ix_concurrency_limits_turn); `default_max` is ROK_TENANT_CONCURRENCY."""
+    if tenant_scope is None:
+        return _LANES_IN_TURN
+    return _LANES_IN_TURN.where(_limits.key == TENANT_PREFIX + tenant_scope)
+
+
+def lane_probe(candidates: Select[Any], full_keys: Sequence[str], named: bool) -> Select[Any]:
+    """The best of `candidates` in one tenant's lane (`lane_tenant`; named=False: runs
+    without a tenant) holding no full key (reads ix_runs_claimable_by_tenant(_handler))."""
+    probe = candidates.add_columns(runs.c.concurrency_keys)
+    if full_keys:
+        holds_full_key = exists().where(
+            run_concurrency_keys.c.run_id == runs.c.id,
+            run_concurrency_keys.c.key.in_(list(full_keys)),
+        )
+        probe = probe.where(~holds_full_key)
+    if named:
+        return probe.where(runs.c.tenant_id == bindparam("lane_tenant"))
+    return probe.where(runs.c.tenant_id.is_(None))
 
 
 def next_turn(conn: Connection) -> int:
