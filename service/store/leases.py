@@ -35,10 +35,10 @@ from sqlalchemy import Connection, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import InvalidRequest, LeaseLost, RunNotFound
+from service.store.limits import SlotTaken, take_slots
 from service.store.records import Lease, RunRecord
 from service.store.rows import load_record
 from service.store.runs import RunStore
-from service.store.limits import SlotTaken, take_slots
 from service.store.signals import CLAIMABLE
 from service.store.tables import runs
 from service.store.turns import next_turn, pick_run, settle_idle_lanes

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from service.errors import InvalidRequest, RokError
@@ -132,9 +132,7 @@ def wake_lane(conn: Connection, tenant_id: str | None) -> None:
     meanwhile is never left in a lane marked idle.
     """
     statement = upsert(conn, concurrency_limits).values(key=tenant_key(tenant_id), waiting=True)
-    conn.execute(
-        statement.on_conflict_do_update(index_elements=["key"], set_={"waiting": True})
-    )
+    conn.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"waiting": True}))
 
 
 _FORGET_KEYS = run_concurrency_keys.delete().where(

@@ -153,7 +153,9 @@ def _lane_waiting(conn: Connection, tenant: str | None) -> bool:
 
 
 _SELECT_LANE = select(_limits.key).where(_limits.key == bindparam("lane_key"))
-_MARK_IDLE = update(concurrency_limits).where(_limits.key == bindparam("lane_key")).values(waiting=False)
+_MARK_IDLE = (
+    update(concurrency_limits).where(_limits.key == bindparam("lane_key")).values(waiting=False)
+)
 
 
 def settle_idle_lanes(db: Database, lane_keys: Sequence[str]) -> None:

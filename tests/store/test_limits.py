@@ -201,9 +201,7 @@ def test_a_released_run_wakes_its_idle_lane(authority: Authority) -> None:
     # the lane had no other run: a claim finding nothing marks it idle
     assert claim(authority, now=now) is None
     with contextlib.closing(authority.database.engine.connect()) as conn:
-        waiting = select(concurrency_limits.c.waiting).where(
-            concurrency_limits.c.key == "tenant:a"
-        )
+        waiting = select(concurrency_limits.c.waiting).where(concurrency_limits.c.key == "tenant:a")
         assert conn.execute(waiting).scalar_one() is False
     later = now + timedelta(seconds=2)
     assert Sweeper(authority).tick(later).released == [run_id]

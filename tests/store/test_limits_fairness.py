@@ -124,7 +124,10 @@ def _fill(authority: Authority) -> None:
         conn.execute(
             insert(concurrency_limits),
             [
-                {"key": f"tenant:{'t' if i < WAITING_LANES else 'idle'}{i}", "waiting": i < WAITING_LANES}
+                {
+                    "key": f"tenant:{'t' if i < WAITING_LANES else 'idle'}{i}",
+                    "waiting": i < WAITING_LANES,
+                }
                 for i in range(1, 3000)
             ]
             + [{"key": "tenant:", "waiting": True}],

@@ -9,7 +9,9 @@ from service.store.limits import MAX_LIMIT
 
 
 class LimitIn(StrictModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"max_concurrent": 4}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"max_concurrent": 4}]}
+    )
 
     max_concurrent: StrictInt = Field(
         ge=0,
