@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from service.bench import memory, report, scale, throughput, waiting, workers
+from service.bench import fairness, memory, report, scale, throughput, waiting, workers
 from service.bench.context import Context
 from service.bench.databases import DEFAULT_POSTGRES_URL, postgres_version, schema_method
 from service.bench.figures import Figures
@@ -39,6 +39,7 @@ WORKLOADS: dict[str, Callable[[Context], None]] = {
     "W3": scale.run,
     "W4": waiting.run,
     "W5": memory.run,
+    "W6": fairness.run,
 }
 BACKENDS = {"sqlite": ("sqlite",), "postgres": ("postgres",), "all": ("sqlite", "postgres")}
 
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workloads",
         default=None,
-        help="comma-separated subset of W1,W2,W3,W4,W5 (default: all)",
+        help="comma-separated subset of W1,W2,W3,W4,W5,W6 (default: all)",
     )
     parser.add_argument(
         "--auth",
