@@ -16,7 +16,14 @@ from service.store.limits import MAX_KEYS_PER_RUN, Room
 from service.store.tables import concurrency_limits, runs
 from service.sweeper import Sweeper
 from tests.support.authorities import checked_authority
-from tests.support.limits import busy, claim, complete, create_run, in_use
+from tests.support.limits import (
+    assert_counts_match_leases,
+    busy,
+    claim,
+    complete,
+    create_run,
+    in_use,
+)
 
 
 @pytest.fixture
@@ -54,6 +61,7 @@ def test_runs_without_the_full_key_are_claimed_past_those_with_it(authority: Aut
     claimed = [claim(authority), claim(authority), claim(authority)]
     assert [c[0] if c else None for c in claimed] == [gpu_first, plain, None]
     assert busy(authority) == {"gpu": 1, "eu": 1, "tenant:": 2}
+    assert_counts_match_leases(authority)
 
 
 def test_each_tenant_gets_the_default_limit_and_a_set_one_overrides_it(
@@ -123,6 +131,7 @@ def test_the_sweeper_gives_back_the_slots_of_an_expired_lease(
     if attempts == 2:  # back in the queue as its next attempt, and claimable
         assert again is not None and again[0] == run_id
         assert busy(authority) == {"gpu": 1, "tenant:": 1}
+        assert_counts_match_leases(authority)
         complete(authority, *again)
         assert busy(authority) == {}
     else:

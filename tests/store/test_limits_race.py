@@ -12,7 +12,14 @@ from functools import partial
 
 from service.authority import Authority
 from tests.support.authorities import open_authority
-from tests.support.limits import busy, claim, complete, create_run, in_use
+from tests.support.limits import (
+    assert_counts_match_leases,
+    busy,
+    claim,
+    complete,
+    create_run,
+    in_use,
+)
 from tests.support.races import race
 
 CLAIMERS = 8
@@ -44,6 +51,7 @@ def test_claimers_racing_for_a_key_take_exactly_its_slots(
     assert len(set(claimed) & gpu) == 3  # the limit, exactly: no more, none lost
     assert free <= set(claimed)
     assert in_use(authority)["gpu"] == 3
+    assert_counts_match_leases(authority)
 
 
 def test_claimers_racing_for_a_tenant_take_exactly_its_default_limit(
@@ -66,6 +74,7 @@ def test_claimers_racing_for_a_tenant_take_exactly_its_default_limit(
         tenants = Counter(first.store.get(run_id).row.tenant_id for run_id in claimed)
         assert tenants == {"a": 2, "b": 2, "c": 2}
         assert busy(first) == {"tenant:a": 2, "tenant:b": 2, "tenant:c": 2}
+        assert_counts_match_leases(first)
         # and all of it comes back, finished by racing threads too
         tokens = {
             run_id: lease.token

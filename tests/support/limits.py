@@ -70,3 +70,20 @@ def in_use(authority: Authority) -> dict[str, int]:
 def busy(authority: Authority) -> dict[str, int]:
     """The keys with slots in use (what a test expects back at zero)."""
     return {key: count for key, count in in_use(authority).items() if count}
+
+
+def assert_counts_match_leases(authority: Authority) -> None:
+    """Every key's in_use is the number of leased runs holding it, recounted from the runs."""
+    from collections import Counter
+
+    from service.store.limits import tenant_key
+    from service.store.tables import runs
+
+    held: Counter[str] = Counter()
+    leased = select(runs.c.tenant_id, runs.c.concurrency_keys).where(
+        runs.c.lease_token.is_not(None)
+    )
+    with authority.database.read() as conn:
+        for row in conn.execute(leased):
+            held.update([tenant_key(row.tenant_id), *(row.concurrency_keys or [])])
+    assert busy(authority) == dict(held)
