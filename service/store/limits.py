@@ -258,31 +258,40 @@ class LimitStore:
 
     def room(self, tenant_id: str | None, keys: Sequence[str]) -> Room:
         """Whether a run of `tenant_id` listing `keys` would get a slot of each now."""
-        wanted = [*keys, tenant_key(tenant_id)]
-        query = _SELECT_KEYS.where(concurrency_limits.c.key.in_(wanted))
         with self.db.read() as conn:
-            found = {row.key: self._usage(row) for row in conn.execute(query)}
-        for key in wanted:
-            usage = found.get(key)
-            if usage is None:
-                usage = self._usage_of_new(key)
-            if usage.effective_max is not None and usage.in_use >= usage.effective_max:
-                return Room(
-                    False,
-                    f"concurrency key {key!r} is full: {usage.in_use} of "
-                    f"{usage.effective_max} slots in use",
-                )
-        return Room(True)
-
-    def _usage_of_new(self, key: str) -> KeyUsage:
-        default = self.tenant_default if key.startswith(TENANT_PREFIX) else None
-        return KeyUsage(key, None, default, 0)
+            return room_for(conn, tenant_id, keys, self.tenant_default)
 
     def _usage(self, row: Any) -> KeyUsage:
-        effective = row.max_concurrent
-        if effective is None and row.key.startswith(TENANT_PREFIX):
-            effective = self.tenant_default
-        return KeyUsage(row.key, row.max_concurrent, effective, row.in_use)
+        return _usage_of(row, self.tenant_default)
+
+
+def room_for(
+    conn: Connection, tenant_id: str | None, keys: Sequence[str], tenant_default: int | None
+) -> Room:
+    """Whether a run of `tenant_id` listing `keys` would get a slot of each, read on `conn`
+    (inside a run's transaction, for a rule the kernel consults before a move)."""
+    wanted = [*keys, tenant_key(tenant_id)]
+    query = _SELECT_KEYS.where(concurrency_limits.c.key.in_(wanted))
+    found = {row.key: _usage_of(row, tenant_default) for row in conn.execute(query)}
+    for key in wanted:
+        usage = found.get(key)
+        if usage is None:  # no run listed it yet and no limit was set
+            default = tenant_default if key.startswith(TENANT_PREFIX) else None
+            usage = KeyUsage(key, None, default, 0)
+        if usage.effective_max is not None and usage.in_use >= usage.effective_max:
+            return Room(
+                False,
+                f"concurrency key {key!r} is full: {usage.in_use} of "
+                f"{usage.effective_max} slots in use",
+            )
+    return Room(True)
+
+
+def _usage_of(row: Any, tenant_default: int | None) -> KeyUsage:
+    effective = row.max_concurrent
+    if effective is None and row.key.startswith(TENANT_PREFIX):
+        effective = tenant_default
+    return KeyUsage(row.key, row.max_concurrent, effective, row.in_use)
 
 
 _SELECT_KEYS = select(
