@@ -21,7 +21,9 @@ Guarantees:
   run's concurrency keys and of its tenant's in the claim's transaction
   (service.store.turns, service.store.limits): a run whose keys are full is
   passed over; a claim that lost the last slot of a key to a concurrent one
-  (PostgreSQL) rolls back and chooses again.
+  (PostgreSQL) rolls back and chooses again. The price on PostgreSQL: claims
+  of one tenant queue on its lane's row from their last UPDATE to their commit
+  (8 threads, one tenant: 297 claims/s against 504 before; 472 over 8 tenants).
 """
 
 from __future__ import annotations
