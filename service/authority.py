@@ -18,6 +18,7 @@ from service.store.chain import history_key_for
 from service.store.database import Database
 from service.store.keys import KeyStore
 from service.store.leases import LeaseStore
+from service.store.limits import LimitStore
 from service.store.runs import RunStore
 from service.store.signals import Signals
 
@@ -42,7 +43,8 @@ class Authority:
             history_key=history_key_for(settings),
             record_events=bool(settings.webhook_urls),
         )
-        self.leases = LeaseStore(self.store)
+        self.leases = LeaseStore(self.store, settings.tenant_concurrency)
+        self.limits = LimitStore(self.database, settings.tenant_concurrency)
         self.keys = KeyStore(self.database)
         self.clock = clock
 

@@ -71,6 +71,8 @@ class Settings:
     """ROK_LOG_FORMAT: `json` or `text`; None: text on a terminal, JSON otherwise."""
     log_level: str = "INFO"
     """ROK_LOG_LEVEL: DEBUG, INFO, WARNING, ERROR or CRITICAL (rok's and uvicorn's loggers)."""
+    tenant_concurrency: int | None = None
+    """Runs of one tenant leased at once where PUT /limits/tenant:<id> set none; None: any."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +102,7 @@ class Settings:
             webhook_timeout_ms=_millis(env, "ROK_WEBHOOK_TIMEOUT_MS", 5000, minimum=1),
             log_format=_choice(env, "ROK_LOG_FORMAT", "", LOG_FORMATS) or None,
             log_level=_log_level(env),
+            tenant_concurrency=_optional_whole(env, "ROK_TENANT_CONCURRENCY", 1, 1_000_000),
         )._check_webhooks()
 
     @property
@@ -178,6 +181,14 @@ def _whole(
         units = f"{unit} " if unit else ""
         raise ConfigError(f"{name}={raw!r} is out of range: {units}from {minimum} to {maximum}")
     return value
+
+
+def _optional_whole(env: Mapping[str, str], name: str, minimum: int, maximum: int) -> int | None:
+    """A whole number, or None when the variable is unset or empty."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return _whole(env, name, 0, minimum, maximum)
 
 
 def _history_key(env: Mapping[str, str]) -> bytes | None:

@@ -111,3 +111,15 @@ def test_malformed_log_settings_are_refused_by_name(variable: str, value: str, n
         Settings.from_env({variable: value})
     assert repr(value) in str(refused.value)
     assert names in str(refused.value)
+
+
+def test_tenant_concurrency_is_unlimited_unless_set() -> None:
+    assert Settings.from_env({}).tenant_concurrency is None
+    assert Settings.from_env({"ROK_TENANT_CONCURRENCY": " "}).tenant_concurrency is None
+    assert Settings.from_env({"ROK_TENANT_CONCURRENCY": "25"}).tenant_concurrency == 25
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "ten", "1.5", "1000001"])
+def test_a_bad_tenant_concurrency_is_refused_by_name(value: str) -> None:
+    with pytest.raises(ConfigError, match="ROK_TENANT_CONCURRENCY"):
+        Settings.from_env({"ROK_TENANT_CONCURRENCY": value})

@@ -78,6 +78,7 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
         "attempt": row.attempt,
         "max_attempts": row.max_attempts,
         "priority": row.priority,
+        "concurrency_keys": row.concurrency_keys or [],
         "run_timeout_ms": row.run_timeout_ms,
         "created_at": row.created_at,
         "created_by": row.created_by,

@@ -10,6 +10,7 @@ Layout:
 - load.py       the asyncio + httpx keep-alive load client and latency recorder
 - lifecycle.py  one full lifecycle over REST, as a worker would drive it
 - preload.py    bulk-loading finished runs straight into the tables (W3)
-- throughput.py W1 and the limits; workers.py W2; scale.py W3; waiting.py W4; memory.py W5
+- throughput.py W1 and the limits; workers.py W2; scale.py W3; waiting.py W4; memory.py W5;
+  fairness.py W6 (claims with 100,000 waiting runs over 50 tenants with limits)
 - figures.py    a measured figure, its repeats, its target; report.py bench.json + bench.md
 """

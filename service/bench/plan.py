@@ -36,7 +36,9 @@ class Plan:
     memory_lifecycles: int = 10_000
     memory_clients: int = 8
     memory_repeats: int = 1
-    workloads: tuple[str, ...] = field(default=("W1", "W2", "W3", "W4", "W5"))
+    # W6: waiting runs (over 50 tenants with limits set) when claims are timed again
+    fair_waiting: int = 100_000
+    workloads: tuple[str, ...] = field(default=("W1", "W2", "W3", "W4", "W5", "W6"))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,6 +61,7 @@ QUICK = Plan(
     ack_spread_s=1.0,
     settle_s=0.5,
     memory_lifecycles=300,
+    fair_waiting=5_000,
 )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from service.bench import memory, report, scale, throughput, waiting, workers
+from service.bench import fairness, memory, report, scale, throughput, waiting, workers
 from service.bench.context import Context
 from service.bench.databases import DEFAULT_POSTGRES_URL, postgres_version, schema_method
 from service.bench.figures import Figures
@@ -41,6 +41,7 @@ WORKLOADS: dict[str, Callable[[Context], None]] = {
     "W3": scale.run,
     "W4": waiting.run,
     "W5": memory.run,
+    "W6": fairness.run,
 }
 BACKENDS = {"sqlite": ("sqlite",), "postgres": ("postgres",), "all": ("sqlite", "postgres")}
 
@@ -65,7 +66,7 @@ BACKENDS = {"sqlite": ("sqlite",), "postgres": ("postgres",), "all": ("sqlite", 
     "--repeat", type=click.IntRange(min=1), default=None, help="Repeats per figure (3; quick 1)."
 )
 @click.option(
-    "--workloads", default=None, help="Comma-separated subset of W1,W2,W3,W4,W5 (default: all)."
+    "--workloads", default=None, help="Comma-separated subset of W1,W2,W3,W4,W5,W6 (default: all)."
 )
 @click.option(
     "--auth",

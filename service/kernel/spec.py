@@ -18,6 +18,7 @@ from service.model.audit import (
     custom_contract,
     default_contract,
 )
+from service.store.limits import check_run_keys
 from service.store.records import NO_CONTROL, NewRun, RetryPolicy, RunControl
 
 GRANTED = "GRANTED"
@@ -54,6 +55,7 @@ class RunSpec:
     idempotency_key: str | None = None
     max_attempts: int = 1
     priority: int = 0
+    concurrency_keys: Sequence[str] = ()
     not_before: datetime | None = None
     queue_timeout_ms: int | None = None
     retry: RetryPolicy | None = None
@@ -116,6 +118,7 @@ class RunSpec:
             created_at=now,
             control=self.control(settings, now),
             traceparent=self.traceparent,
+            concurrency_keys=check_run_keys(self.concurrency_keys),
         )
 
     def fingerprint(self, run_id: str | None) -> str:
@@ -141,6 +144,8 @@ class RunSpec:
             "approval_timeout_ms": self.approval_timeout_ms,
         }
         body.update({name: value for name, value in control.items() if value is not None})
+        if self.concurrency_keys:  # absent otherwise: fingerprints stored before keys still match
+            body["concurrency_keys"] = list(self.concurrency_keys)
         encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(encoded.encode()).hexdigest()
 

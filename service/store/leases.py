@@ -17,6 +17,13 @@ Guarantees:
   the heartbeat answers to its holder.
 - Every claim issues a fresh token, so a worker presumed dead cannot act
   with its old one (the kernel compares tokens on every lifecycle move).
+- Claims are served in turn across tenants, and take a slot of each of the
+  run's concurrency keys and of its tenant's in the claim's transaction
+  (service.store.turns, service.store.limits): a run whose keys are full is
+  passed over; a claim that lost the last slot of a key to a concurrent one
+  (PostgreSQL) rolls back and chooses again. The price on PostgreSQL: claims
+  of one tenant queue on its lane's row from their last UPDATE to their commit
+  (8 threads, one tenant: 297 claims/s against 504 before; 472 over 8 tenants).
 """
 
 from __future__ import annotations
@@ -30,17 +37,21 @@ from sqlalchemy import Connection, Select, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import InvalidRequest, LeaseLost, RunNotFound
+from service.store.limits import SlotTaken, take_slots
 from service.store.records import Lease, RunRecord
 from service.store.rows import load_record
 from service.store.runs import RunStore
 from service.store.signals import CLAIMABLE
 from service.store.tables import runs
+from service.store.turns import next_turn, pick_run, settle_idle_lanes
 
 
 class LeaseStore:
-    def __init__(self, runs_store: RunStore) -> None:
+    def __init__(self, runs_store: RunStore, tenant_concurrency: int | None = None) -> None:
         self.runs = runs_store
         self.db = runs_store.db
+        self.tenant_concurrency = tenant_concurrency
+        """ROK_TENANT_CONCURRENCY: a tenant's limit where none was set; None: unlimited."""
 
     def claim(
         self,
@@ -106,20 +117,52 @@ class LeaseStore:
         claim_id: str | None,
         tenant_id: str | None,
     ) -> tuple[RunRecord, Lease] | None:
-        """One claim transaction; IntegrityError when `claim_id` already marks a lease."""
-        query = self.db.dialect.skip_locked(claim_query(handlers, tenant_id, now))
+        """One claim; IntegrityError when `claim_id` already marks a lease."""
+        for _ in range(SLOT_RACES):
+            idle: list[str] = []
+            try:
+                claimed, idle = self._claim_in_turn(
+                    worker_id, lease_ms, handlers, now, claim_id, tenant_id
+                )
+                return claimed
+            except SlotTaken:
+                continue  # rolled back: a concurrent claim took a key's last slot; choose again
+            finally:
+                if idle:
+                    settle_idle_lanes(self.db, idle)
+        return None
+
+    def _claim_in_turn(
+        self,
+        worker_id: str,
+        lease_ms: int,
+        handlers: Sequence[str] | None,
+        now: datetime,
+        claim_id: str | None,
+        tenant_id: str | None,
+    ) -> tuple[tuple[RunRecord, Lease] | None, list[str]]:
+        """One claim transaction: the run whose turn it is, its slots taken, its lease.
+
+        Also the lanes found idle, for the caller to settle after the commit.
+        """
         lease = Lease(worker_id, secrets.token_hex(16), now + timedelta(milliseconds=lease_ms))
         with self.db.write() as conn:
             if claim_id is not None:
                 taken = _claimed(conn, worker_id, claim_id, tenant_id, now)
                 if taken is not None:
-                    return taken
-            run_id = conn.execute(query).scalar()
-            if run_id is None:
-                return None
+                    return taken, []
+            picked, idle = pick_run(
+                conn,
+                self.db.dialect,
+                claim_query(handlers, None, now),
+                tenant_id,
+                self.tenant_concurrency,
+            )
+            if picked is None:
+                return None, idle
             conn.execute(
                 update(runs)
-                .where(runs.c.id == run_id, runs.c.available)
+                .where(runs.c.id == picked.run_id, runs.c.available)
                 .values(
                     available=False,
                     lease_worker_id=lease.worker_id,
@@ -129,8 +172,12 @@ class LeaseStore:
                     updated_at=now,
                 )
             )
-            record = load_record(conn, run_id)
-        return record, lease
+            record = load_record(conn, picked.run_id)
+            # last: the lane's row is the one claims of a tenant queue on (PostgreSQL)
+            take_slots(
+                conn, picked.tenant_id, picked.keys, self.tenant_concurrency, next_turn(conn)
+            )
+        return (record, lease), idle
 
     def heartbeat(
         self,
@@ -190,6 +237,9 @@ class LeaseStore:
 
 CLAIM_TRIES = 3
 """Tries of one claim_id: a lost race is answered by the second; a third frees an expired mark."""
+SLOT_RACES = 20
+"""Choices of one claim that may each lose a key's last slot to another claim (each loss
+is another claim's success); past them the claim answers no run, as if none waited."""
 
 
 def _claimed(

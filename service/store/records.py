@@ -154,6 +154,9 @@ class RunRow:
     """Entries (transitions and acks) sealed so far (service.store.chain)."""
     chain_head: str | None = field(default=None, compare=False)
     """The last entry's seal; the genesis seal while there is none (None: never sealed)."""
+    concurrency_keys: list[str] | None = None
+    """Keys whose slots the run's lease holds (service.store.limits), its tenant's besides;
+    None for a run created before they existed (it lists none)."""
 
     @property
     def is_terminal(self) -> bool:
@@ -213,6 +216,8 @@ class NewRun:
     """Its schedule, queue timeout, retry policy and whether it waits for approval."""
     traceparent: str | None = None
     """The W3C traceparent of the request that created the run (its trace)."""
+    concurrency_keys: tuple[str, ...] = ()
+    """Keys limiting how many such runs hold a lease at once (service.store.limits)."""
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ _ROW_FIELDS = (
     "traceparent",
     "chain_length",
     "chain_head",
+    "concurrency_keys",
 )
 
 

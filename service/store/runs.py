@@ -25,6 +25,7 @@ from service.model.phases import RunPhase
 from service.store.chain import history_key_for, seal_genesis
 from service.store.cursors import encode_cursor, page_query
 from service.store.database import Database
+from service.store.limits import queue_run
 from service.store.observers import Observers
 from service.store.owed import record_owed
 from service.store.records import NewRun, RunFilter, RunRecord
@@ -120,6 +121,7 @@ class RunStore:
                 if contract:
                     conn.execute(insert(expectations), contract)
                 # the owed feed's index, in the same transaction (service.store.owed)
+                queue_run(conn, new.id, new.tenant_id, new.concurrency_keys)
                 owed = record_owed(conn, declared, [(d, a) for d, a, _ in new.contract])
                 keys = {CLAIMABLE} | owed
                 self._publish(conn, keys)
@@ -243,6 +245,7 @@ def _new_run_values(new: NewRun) -> dict[str, Any]:
         "created_at": new.created_at,
         "updated_at": new.created_at,
         "created_by": new.created_by,
+        "concurrency_keys": list(new.concurrency_keys),
         # a run waiting for its approval is off the claim queue until approved
         "available": new.control.approval_state != "pending",
         **new.control.columns(),

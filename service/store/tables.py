@@ -94,6 +94,7 @@ LIVE_RUN = "phase NOT IN ('COMPLETED', 'FAILED')"
 QUEUED_WITH_DEADLINE = "queue_deadline IS NOT NULL AND clock_started_at IS NULL"
 APPROVAL_PENDING = "approval_state = 'pending'"
 CANCEL_PENDING = LIVE_RUN + " AND cancel_requested_at IS NOT NULL"
+FULL_KEY = "in_use >= max_concurrent"
 
 runs = Table(
     "runs",
@@ -135,6 +136,9 @@ runs = Table(
     Column("created_by", String(64), nullable=True),
     Column("chain_length", Integer, nullable=False, server_default=text("0")),
     Column("chain_head", String(64), nullable=True),
+    # concurrency (migration 0006): the keys whose slots a claim of the run takes
+    # (null: a run created before them, which lists none)
+    Column("concurrency_keys", JSON, nullable=True),
     # the W3C traceparent of the request that created the run (migration 0007):
     # every span of the run, in the service, its worker and its domains, joins that trace
     Column("traceparent", String(55), nullable=True),
@@ -220,6 +224,28 @@ Index(
 )
 Index(
     "ix_runs_claimable_by_handler",
+    runs.c.handler,
+    runs.c.priority.desc(),
+    runs.c.created_at,
+    runs.c.id,
+    sqlite_where=text("available = 1"),
+    postgresql_where=text("available"),
+)
+
+# Fair claims (migration 0006): a tenant's waiting runs in claim order, so a
+# claim that chose the tenant reads only that tenant's queue.
+Index(
+    "ix_runs_claimable_by_tenant",
+    runs.c.tenant_id,
+    runs.c.priority.desc(),
+    runs.c.created_at,
+    runs.c.id,
+    sqlite_where=text("available = 1"),
+    postgresql_where=text("available"),
+)
+Index(
+    "ix_runs_claimable_by_tenant_handler",
+    runs.c.tenant_id,
     runs.c.handler,
     runs.c.priority.desc(),
     runs.c.created_at,
@@ -378,4 +404,50 @@ pending_expectations = Table(
     # the feed's order (oldest run first, its actions together), with and without a phase
     Index("ix_pending_expectations_feed", "domain", "created_at", "run_id", "action"),
     Index("ix_pending_expectations_phase", "domain", "phase", "created_at", "run_id", "action"),
+)
+
+# Concurrency limits (migration 0006, service.store.limits): one row per key a
+# run listed and per tenant (its lane, key `tenant:<id>`). `in_use` counts the
+# leased runs holding the key; a claim takes a slot, the end of the lease gives
+# it back, in the same transaction.
+concurrency_limits = Table(
+    "concurrency_limits",
+    metadata,
+    Column("key", String(250), primary_key=True),
+    # None: no limit set (a lane then has ROK_TENANT_CONCURRENCY, else none)
+    Column("max_concurrent", Integer, nullable=True),
+    Column("in_use", Integer, nullable=False, server_default=text("0")),
+    # lanes only: may hold waiting runs (set by whatever queues one, cleared by
+    # a claim that found none), and the claim count when it was last served
+    Column("waiting", Boolean, nullable=False, server_default=text("false")),
+    Column("served_seq", BigInteger, nullable=False, server_default=text("0")),
+    Column("updated_at", UTCDateTime, nullable=True),
+    CheckConstraint("in_use >= 0", name="ck_concurrency_limits_in_use"),
+    CheckConstraint(
+        "max_concurrent IS NULL OR max_concurrent >= 0", name="ck_concurrency_limits_max"
+    ),
+    # the claim's turn order: lanes with waiting runs, served longest ago first
+    Index(
+        "ix_concurrency_limits_turn",
+        "served_seq",
+        "key",
+        sqlite_where=text("waiting = 1"),
+        postgresql_where=text("waiting"),
+    ),
+    # the keys with no free slot, read once per claim
+    Index(
+        "ix_concurrency_limits_full",
+        "key",
+        sqlite_where=text(FULL_KEY),
+        postgresql_where=text(FULL_KEY),
+    ),
+)
+
+# A run's keys, one row each: what lets a claim pass over runs holding a full key.
+run_concurrency_keys = Table(
+    "run_concurrency_keys",
+    metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    PrimaryKeyConstraint("run_id", "key", name="pk_run_concurrency_keys"),
 )

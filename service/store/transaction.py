@@ -19,6 +19,9 @@ Guarantees (each held by the database, not only by the Python above it):
   last move of a transaction add one UPDATE of the run (`write_chain_head`).
 - An alert (`emit`) is an outbox row in the same transaction: it commits with
   the move that caused it, or not at all (service.store.outbox).
+- A write that ends the run's lease gives its concurrency slots back, and one
+  that puts it back in the queue marks its tenant's lane waiting, in the same
+  transaction (`_apply`; service.store.limits): whatever path ends a lease.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from service.errors import PhaseTransitionError
 from service.model.audit import ORCHESTRATOR_DOMAIN, AuditExpectation, DomainAck
-from service.model.phases import PhaseTransition, RunPhase, check_transition
+from service.model.phases import TERMINAL_PHASES, PhaseTransition, RunPhase, check_transition
 from service.store.chain import seal_ack, seal_genesis, seal_transition
+from service.store.limits import forget_run_keys, give_back, wake_lane
 from service.store.observers import EXECUTION_ENDED, Committed, Verdict, evidence_lag
 from service.store.outbox import INSERT_EVENT, OUTBOX, EventType, new_event
 from service.store.owed import OWING_PHASES, forget_pair, forget_run, move_owed, owed_key
@@ -59,6 +63,7 @@ _MOVE_RUN = update(runs).where(
 )
 _INSERT_TRANSITION = insert(transitions)
 _INSERT_ACK = insert(acks)
+_TERMINAL_VALUES = frozenset(phase.value for phase in TERMINAL_PHASES)
 _COUNT_ACKS = select(func.count()).select_from(acks).where(acks.c.run_id == bindparam("run_id"))
 # when execution ended (one move per run; read through uq_transitions_run_seq's run_id)
 _EXECUTION_ENDED_AT = select(transitions.c.at).where(
@@ -337,5 +342,12 @@ class RunTransaction:
         self._apply(values)
 
     def _apply(self, values: dict[str, Any]) -> None:
-        self.row = row_from_mapping(row_values(self.row) | values)
+        row = self.row
+        if row.lease is not None and "lease_token" in values and values["lease_token"] is None:
+            give_back(self.conn, row.tenant_id, row.concurrency_keys or ())
+        if values.get("available") is True:
+            wake_lane(self.conn, row.tenant_id)
+        if row.concurrency_keys and values.get("phase") in _TERMINAL_VALUES:
+            forget_run_keys(self.conn, row.id)
+        self.row = row_from_mapping(row_values(row) | values)
         self._expectations = None  # deadlines depend on clock_started_at

@@ -28,6 +28,8 @@ TABLES = {
     "idempotency_keys",
     "events",
     "pending_expectations",
+    "concurrency_limits",
+    "run_concurrency_keys",
 }
 
 

@@ -4,7 +4,8 @@ runs: create, list, get · leases: claim, heartbeat · moves: the lifecycle
 moves · control: cancel, approve, reject, release · acks: domain acks ·
 governance: the check and the reconciliation · verify: the sealed history
 recomputed · events: the alerts and their delivery · owed (under /domains): the
-feed of runs that still owe a domain its acks.
+feed of runs that still owe a domain its acks · limits: concurrency
+limits (under /limits).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from service.api.routes import (
     events,
     governance,
     leases,
+    limits,
     moves,
     owed,
     runs,
@@ -33,4 +35,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     verify.router,
     events.router,
     owed.router,
+    limits.router,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Query, Response, status
 
@@ -14,7 +14,7 @@ from service.api.routes.common import READ_MANY, READ_ONE, caller, problems
 from service.api.schemas import CreateRunIn, RetryIn, RunOut, RunPageOut, check_storable
 from service.authority import Authority
 from service.errors import InvalidRequest
-from service.kernel import create_rok
+from service.kernel import RunOrchestrationKernel, RunSpec
 from service.model.phases import RunPhase
 from service.store.keys import RUNS_READ, RUNS_WRITE
 from service.store.records import RetryPolicy
@@ -79,14 +79,12 @@ def create_run(
     ] = None,
 ) -> Response:
     require(principal, RUNS_WRITE)
-    kernel = create_rok(
-        str(body.run_id) if body.run_id else None,
+    run_id = str(body.run_id) if body.run_id else None
+    spec = RunSpec(
         tenant_id=require_tenant(principal, body.tenant_id),
-        run_timeout_ms=body.run_timeout_ms,
-        store=authority.store,
-        settings=authority.settings,
         handler=body.handler,
         input=body.input,
+        run_timeout_ms=body.run_timeout_ms,
         expectations=(
             [(e.domain, e.action, e.deadline_ms) for e in body.expectations]
             if body.expectations is not None
@@ -95,13 +93,21 @@ def create_run(
         idempotency_key=body.idempotency_key,
         max_attempts=body.retry.max_attempts if body.retry else body.max_attempts,
         priority=body.priority,
-        caller=caller(principal),
+        concurrency_keys=tuple(body.concurrency_keys),
         not_before=body.not_before,
         queue_timeout_ms=body.queue_timeout_ms,
         retry=_retry_policy(body.retry),
         requires_approval=body.requires_approval,
         approval_timeout_ms=body.approval_timeout_ms,
         traceparent=traceparent_now(traceparent),
+    )
+    kernel = RunOrchestrationKernel(
+        run_id or str(uuid4()),
+        authority.store,
+        authority.settings,
+        spec=spec,
+        caller_run_id=run_id,
+        caller=caller(principal),
     )
     created = kernel.declare_expectations()
     answer = _run(authority, kernel.run_id)

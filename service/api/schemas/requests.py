@@ -18,7 +18,9 @@ from pydantic import (
 
 from service.api.schemas.base import Name, Pair, StrictModel
 from service.config import MAX_TIMEOUT_MS
+from service.errors import InvalidRequest
 from service.kernel.spec import MAX_ACK_BATCH
+from service.store.limits import MAX_KEYS_PER_RUN, check_run_keys
 
 
 class EmptyIn(StrictModel):
@@ -91,6 +93,22 @@ class CreateRunIn(StrictModel):
     priority: StrictInt = Field(
         default=0, ge=-1000, le=1000, description="Higher is claimed first."
     )
+    concurrency_keys: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_KEYS_PER_RUN,
+        description="Keys whose limits (PUT /limits/{key}) this run counts against while a "
+        "worker leases it, besides its tenant's own key tenant:<tenant_id>. Each is 1-100 "
+        "letters, digits and . _ : / -, starting with a letter or digit.",
+    )
+
+    @field_validator("concurrency_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        try:
+            return list(check_run_keys(value))
+        except InvalidRequest as exc:
+            raise ValueError(str(exc)) from None
+
     not_before: AwareDatetime | None = Field(
         default=None, description="No claim takes the run before this time (with a zone)."
     )

@@ -169,6 +169,9 @@ class RunOut(Answer):
     attempt: int
     max_attempts: int
     priority: int
+    concurrency_keys: list[str] = Field(
+        default_factory=list, description="The keys whose limits the run counts against."
+    )
     run_timeout_ms: int
     created_at: datetime
     created_by: str | None = Field(
