@@ -24,7 +24,7 @@ from service.model.phases import RunPhase
 from service.store.keys import ACKS_PREFIX
 from service.store.owed import OwedFeed, OwedQuery, OwedRun
 
-router = APIRouter(prefix="/domains", tags=["domains"])
+router = APIRouter(prefix="/domains", tags=["evidence"])
 T = TypeVar("T")
 
 DomainName = Annotated[
@@ -43,7 +43,6 @@ DomainName = Annotated[
     response_model=OwedOut,
     responses=READ_MANY,
     operation_id="list_owed",
-    tags=["evidence"],
     summary="Live runs that still owe this domain an ack, oldest first; long-polls with wait_ms",
     description="The feed a governance domain in any language reads: runs in CREATED … "
     "GOVERNANCE_CHECK with a pending expectation of `domain`, each with the actions it "
