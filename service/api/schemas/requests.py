@@ -10,7 +10,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictFloat,
     StrictInt,
     field_validator,
     model_validator,
@@ -54,7 +53,7 @@ class RetryIn(StrictModel):
     backoff_ms: StrictInt = Field(
         default=1000, ge=0, le=MAX_TIMEOUT_MS, description="The wait before the second attempt."
     )
-    multiplier: StrictFloat | StrictInt = Field(
+    multiplier: float = Field(
         default=2.0, ge=1, le=10, description="Each later wait is the last one times this."
     )
     max_backoff_ms: StrictInt | None = Field(
