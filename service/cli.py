@@ -28,6 +28,7 @@ from types import FrameType
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from service import __version__
 from service.bench.runner import bench
 from service.config import Settings
 from service.demo.cli import demo
@@ -62,6 +63,7 @@ DEMO_STOP_TIMEOUT_S = 10.0
     help="rok: the run orchestration authority.",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
+@click.version_option(__version__, prog_name="rok", message="%(prog)s %(version)s")
 def rok() -> None:
     pass
 

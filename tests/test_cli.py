@@ -218,3 +218,11 @@ def test_every_command_and_option_says_what_it_is_for() -> None:
         "rok runs ls", "rok runs show", "rok runs fail", "rok runs cancel", "rok runs export",
         "rok runs prune",
     }  # fmt: skip
+
+
+def test_rok_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from service import __version__
+    from service.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"rok {__version__}"

@@ -129,9 +129,11 @@ def prune(before: datetime, batch_size: int, yes: bool, url: str | None) -> int:
             if sys.stderr.isatty():
                 click.echo(f"  {deleted} deleted…", err=True)
         live = retention.count_live(database)
+        alerts = retention.prune_events(database, before, batch_size)
     click.echo(
         f"deleted {_runs(deleted)} finished before {cutoff} in {batches} "
-        f"batch{'es' if batches != 1 else ''} ({_live(live)})"
+        f"batch{'es' if batches != 1 else ''} ({_live(live)}), and {alerts} "
+        f"delivered or failed alert{'s' if alerts != 1 else ''}"
     )
     return 0
 

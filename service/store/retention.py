@@ -25,7 +25,7 @@ from sqlalchemy import Column, Connection, Select, Table, and_, delete, func, se
 from service.store.database import Database
 from service.store.records import RunRecord
 from service.store.rows import load_records, row_from_mapping
-from service.store.tables import LIVE_RUN, metadata, runs
+from service.store.tables import LIVE_RUN, events, metadata, runs
 
 FINISHED_RUN = "phase IN ('COMPLETED', 'FAILED')"
 # The same test, written so that no planner answers it from ix_runs_phase_created:
@@ -101,6 +101,31 @@ def prune_finished(db: Database, before: datetime, batch_size: int) -> Iterator[
         if len(ids) < batch_size:
             return
         after = ids[-1]
+
+
+def prune_events(db: Database, before: datetime, batch_size: int) -> int:
+    """Delete the alerts created before `before` that are done (delivered or given up),
+    `batch_size` per write transaction, through ix_events_created; how many.
+
+    Events have no foreign key to their run (an alert outlives it), so they are
+    pruned by their own age; one still to be delivered is never deleted.
+    """
+    done = events.c.state != "pending"
+    deleted = 0
+    while True:
+        with db.write() as conn:
+            page = (
+                select(events.c.id)
+                .where(events.c.created_at < before, done)
+                .order_by(events.c.created_at, events.c.id)
+                .limit(batch_size)
+            )
+            ids = list(conn.execute(page).scalars())
+            if ids:
+                conn.execute(delete(events).where(events.c.id.in_(ids)))
+        deleted += len(ids)
+        if len(ids) < batch_size:
+            return deleted
 
 
 def _delete_batch(db: Database, ids: list[str], before: datetime) -> int:
