@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 import httpx
+import pytest
 
 from service.cli import rok as rok_group
 from service.store import migrations
@@ -28,6 +29,8 @@ TABLES = {
     "idempotency_keys",
     "events",
     "pending_expectations",
+    "concurrency_limits",
+    "run_concurrency_keys",
     "alembic_version",
 }
 

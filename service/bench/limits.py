@@ -22,8 +22,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
 from service.config import Settings
 from service.model.phases import utc_now
+from service.store.columns import AutoId, UTCDateTime
 from service.store.database import Database
-from service.store.tables import AutoId, UTCDateTime
 
 limit_metadata = MetaData()
 

@@ -7,16 +7,12 @@ live runs: their cost must not grow with the number of finished runs.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -29,61 +25,10 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
 
-from service.model.phases import RunPhase
+from service.store.columns import AutoId, UTCDateTime, phase_check, sealed_columns
 
 metadata = MetaData()
-
-# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
-AutoId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in, aware UTC datetimes out, on both databases.
-
-    SQLite stores no zone; without this, a run read back after a restart
-    would carry naive timestamps and its JSON would change.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTCDateTime column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-# The database keeps phase values to the seven (migration 0003); the table of
-# legal moves is enforced where moves are written (service.store.transaction).
-PHASE_VALUES = ", ".join(f"'{p.value}'" for p in RunPhase)
-
-
-def _phase_check(column: str, table: str) -> CheckConstraint:
-    return CheckConstraint(f"{column} IN ({PHASE_VALUES})", name=f"ck_{table}_{column}")
-
-
-def _sealed() -> list[Column[Any]]:
-    """Who wrote an entry, and its place and seal in the run's chain (migration 0004)."""
-    return [
-        Column("actor", String(64), nullable=True),
-        Column("chain_seq", Integer, nullable=True),
-        Column("hash", String(64), nullable=True),
-    ]
-
 
 # Spelled out, not built from bound parameters: SQLite uses a partial index
 # only when the query contains its WHERE term as written (see the sweeper).
@@ -158,7 +103,7 @@ runs = Table(
     Column("approval_reason", Text, nullable=True),
     Column("approval_at", UTCDateTime, nullable=True),
     Column("approval_deadline", UTCDateTime, nullable=True),
-    _phase_check("phase", "runs"),
+    phase_check("phase", "runs"),
     Index("ix_runs_idempotency_scope", "idempotency_scope", unique=True),
     Index("ix_runs_created", "created_at", "id"),
     Index("ix_runs_phase_created", "phase", "created_at", "id"),
@@ -266,11 +211,11 @@ transitions = Table(
     Column("at", UTCDateTime, nullable=False),
     Column("reason", Text, nullable=True),
     Column("details", JSON, nullable=True),
-    *_sealed(),
+    *sealed_columns(),
     # two writers racing for the same history slot: exactly one wins
     UniqueConstraint("run_id", "seq", name="uq_transitions_run_seq"),
-    _phase_check("from_phase", "transitions"),
-    _phase_check("to_phase", "transitions"),
+    phase_check("from_phase", "transitions"),
+    phase_check("to_phase", "transitions"),
 )
 
 expectations = Table(
@@ -297,7 +242,7 @@ acks = Table(
     Column("late", Boolean, nullable=False, server_default=text("false")),
     # what the domain recorded (an incident, a policy evaluation, a trace summary)
     Column("details", JSON, nullable=True),
-    *_sealed(),
+    *sealed_columns(),
     Index("ix_acks_run", "run_id", "id"),
     # invariant 2: a run has at most one finalize_run ack, whoever races for it
     Index(

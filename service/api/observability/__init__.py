@@ -7,7 +7,7 @@ the app's Metrics to its authority's store observers for the lifespan.
 from __future__ import annotations
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.observability.context import RequestIds
 from service.api.observability.health import health_router
@@ -28,12 +28,19 @@ class ObservedApp(FastAPI):
     timed by nobody; these two wrap the whole stack instead.
     """
 
-    def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
-        metrics = getattr(self.state, "metrics", None)
-        if isinstance(metrics, Metrics):
-            stack = RequestMetrics(stack, metrics, self.router.routes)
-        return RequestIds(stack)
+    _observed: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # around the app's own entry, not by overriding build_middleware_stack: the
+        # OpenTelemetry instrumentation patches that stack and expects Starlette's
+        # error middleware outermost in it (service.telemetry)
+        if self._observed is None:
+            stack: ASGIApp = super().__call__
+            metrics = getattr(self.state, "metrics", None)
+            if isinstance(metrics, Metrics):
+                stack = RequestMetrics(stack, metrics, self.router.routes)
+            self._observed = RequestIds(stack)
+        await self._observed(scope, receive, send)
 
 
 def install_observability(app: FastAPI, settings: Settings) -> Metrics:
