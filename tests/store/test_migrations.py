@@ -17,20 +17,7 @@ from service.store import migrations
 from service.store.migrations import REPO_ROOT
 from service.store.tables import metadata
 from tests.support.databases import backend_of, fresh_database, sqlite_url
-from tests.support.schemas import catalog, table_names
-
-TABLES = {
-    "runs",
-    "transitions",
-    "expectations",
-    "acks",
-    "api_keys",
-    "idempotency_keys",
-    "events",
-    "pending_expectations",
-    "concurrency_limits",
-    "run_concurrency_keys",
-}
+from tests.support.schemas import ROK_TABLES, catalog, table_names
 
 
 def test_an_empty_database_upgrades_to_head(database_url: str) -> None:
@@ -39,7 +26,7 @@ def test_an_empty_database_upgrades_to_head(database_url: str) -> None:
     migrations.upgrade(database_url)
 
     assert migrations.current_revision(database_url) == migrations.head_revision()
-    assert table_names(database_url) == TABLES | {"alembic_version"}
+    assert table_names(database_url) == ROK_TABLES | {"alembic_version"}
 
 
 def test_upgrading_twice_changes_nothing(migrated_url: str) -> None:
@@ -121,7 +108,7 @@ def test_downgrade_to_base_and_up_again(migrated_url: str) -> None:
     migrations.upgrade(migrated_url)
 
     assert migrations.current_revision(migrated_url) == migrations.head_revision()
-    assert table_names(migrated_url) == TABLES | {"alembic_version"}
+    assert table_names(migrated_url) == ROK_TABLES | {"alembic_version"}
 
 
 def test_migrators_started_together_take_turns(database_url: str) -> None:

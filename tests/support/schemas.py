@@ -88,3 +88,21 @@ def table_names(url: str) -> set[str]:
         return set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+# Every table the migrations create, written out (not read from the metadata) so a
+# table that appears or goes missing fails the tests that upgrade a database.
+ROK_TABLES = frozenset(
+    {
+        "runs",
+        "transitions",
+        "expectations",
+        "acks",
+        "api_keys",
+        "idempotency_keys",
+        "events",
+        "pending_expectations",
+        "concurrency_limits",
+        "run_concurrency_keys",
+    }
+)
