@@ -96,6 +96,8 @@ def test_bad_keys_on_a_run_are_a_422_and_create_nothing(
         ("gpu", {}, "max_concurrent"),
         ("gpu", {"max_concurrent": 1, "limit": 2}, "limit"),  # an unknown field
         ("bad key", {"max_concurrent": 1}, "is not a key"),
+        # a line break, sent encoded: found by the fuzzer, once answered by no route (404)
+        ("line%0Abreak", {"max_concurrent": 1}, "is not a key"),
         ("tenant:", {"max_concurrent": 1}, "tenant:<tenant_id>"),
         ("x" * 101, {"max_concurrent": 1}, "is not a key"),
     ],

@@ -12,12 +12,30 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Path
+from starlette.convertors import Convertor, register_url_convertor
 
 from service.api.deps import AuthorityDep, PrincipalDep, require
 from service.api.routes.common import READ_MANY, problems
 from service.api.schemas.limits import LimitIn, LimitOut, LimitsOut
 from service.store.keys import ADMIN, RUNS_READ
 from service.store.limits import KeyUsage
+
+
+class AnyText(Convertor[str]):
+    """A path segment of any characters, `/` and line breaks included: every key reaches
+    the handler, whose check names what is wrong with it (a 422), instead of no route
+    matching it (a 404 the contract does not promise)."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anytext", AnyText())
 
 router = APIRouter(prefix="/limits", tags=["operators"])
 
@@ -49,7 +67,7 @@ def list_limits(authority: AuthorityDep, principal: PrincipalDep) -> dict[str, A
 
 
 @router.put(
-    "/{key:path}",
+    "/{key:anytext}",
     response_model=LimitOut,
     responses=problems(401, 403, 413, 422, 429),
     operation_id="set_limit",
