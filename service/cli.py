@@ -108,15 +108,18 @@ def serve(host: str, port: int, migrate: bool, with_demo: bool, access_log: bool
 
     configure_logging(settings)  # once, before uvicorn: its access log takes rok's format
 
-    if not with_demo:
+    def run_server(access_log_default: bool) -> None:
         uvicorn.run(
             create_app(settings),
             host=host,
             port=port,
             log_config=None,  # keep rok's logging (ROK_LOG_FORMAT, ROK_LOG_LEVEL)
             log_level=settings.log_level.lower(),
-            access_log=True if access_log is None else access_log,
+            access_log=access_log_default if access_log is None else access_log,
         )
+
+    if not with_demo:
+        run_server(access_log_default=True)
         return 0
     # uvicorn takes SIGTERM while it serves, shuts down, puts the previous
     # handler back and raises the signal again: without a handler of ours the
@@ -125,15 +128,8 @@ def serve(host: str, port: int, migrate: bool, with_demo: bool, access_log: bool
     demo_process: subprocess.Popen[bytes] | None = None
     try:
         demo_process = _start_demo(host, port, settings)
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_config=None,  # keep rok's logging (ROK_LOG_FORMAT, ROK_LOG_LEVEL)
-            log_level=settings.log_level.lower(),
-            # the demo's story is one line per run; a line per request would bury it
-            access_log=False if access_log is None else access_log,
-        )
+        # the demo's story is one line per run; a line per request would bury it
+        run_server(access_log_default=False)
     except Terminated:
         _stop(demo_process)
         # end as a SIGTERM'd server ends (status -SIGTERM), now that nothing is left behind
