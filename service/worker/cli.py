@@ -84,22 +84,29 @@ def worker_command(default_domains: DomainFactory) -> WorkerCommand:
     return WorkerCommand(default_domains)
 
 
+def service_options(key_scopes: str) -> list[click.Parameter]:
+    """--url and --key, as every command that talks to the service over HTTP takes them."""
+    return [
+        click.Option(
+            ["--url"],
+            envvar="ROK_URL",
+            default=DEFAULT_URL,
+            show_default=True,
+            help="The rok service (env ROK_URL).",
+        ),
+        click.Option(
+            ["--key"],
+            envvar="ROK_API_KEY",
+            default=None,
+            help=f"API key{key_scopes} (default: ROK_API_KEY; none with ROK_AUTH=off).",
+        ),
+    ]
+
+
 _POSITIVE = click.IntRange(min=1)
 _PARAMETERS: list[click.Parameter] = [
     click.Option(["--app"], required=True, help="module:object (a handler dict or a factory)."),
-    click.Option(
-        ["--url"],
-        envvar="ROK_URL",
-        default=DEFAULT_URL,
-        show_default=True,
-        help="The rok service (env ROK_URL).",
-    ),
-    click.Option(
-        ["--key"],
-        envvar="ROK_API_KEY",
-        default=None,
-        help="API key (default: ROK_API_KEY; none for a service with ROK_AUTH=off).",
-    ),
+    *service_options(""),
     click.Option(
         ["--concurrency"], type=_POSITIVE, default=4, show_default=True, help="Runs at once."
     ),

@@ -27,11 +27,10 @@ import click
 
 from service.errors import ConfigError
 from service.telemetry import WORKER, install_tracing
+from service.worker.cli import DEFAULT_URL, service_options
 from service.worker.client import RokClient
 from service.worker.domain_feed import MAX_WAIT_MS, DomainFeed, feed_domains
 from service.worker.hooks import Domain
-
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 DomainCatalog = Callable[[str | None], Sequence[Domain]]
 """Builds the domains a NAME can pick from, given --policies (the reference ones:
@@ -55,19 +54,7 @@ def domain_command(default_domains: DomainCatalog) -> click.Command:
         callback=run,
         params=[
             click.Argument(["name"]),
-            click.Option(
-                ["--url"],
-                envvar="ROK_URL",
-                default=DEFAULT_URL,
-                show_default=True,
-                help="The rok service (env ROK_URL).",
-            ),
-            click.Option(
-                ["--key"],
-                envvar="ROK_API_KEY",
-                default=None,
-                help="API key with acks:<domain> (default: ROK_API_KEY; none with ROK_AUTH=off).",
-            ),
+            *service_options(" with acks:<domain>"),
             click.Option(["--policies"], default=None, help="Policy rules file (policies)."),
             click.Option(
                 ["--limit"],
