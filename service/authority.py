@@ -45,7 +45,7 @@ class Authority:
         )
         self.leases = LeaseStore(self.store, settings.tenant_concurrency)
         self.limits = LimitStore(self.database, settings.tenant_concurrency)
-        self.keys = KeyStore(self.database)
+        self.keys = KeyStore(self.database, settings.key_cache_ms / 1000)
         self.clock = clock
 
     def kernel(

@@ -47,6 +47,8 @@ class Settings:
     idempotency_ttl_s: int = 86400
     max_body_bytes: int = 1024 * 1024
     max_acks_per_run: int = 1000
+    key_cache_ms: int = 1000
+    """How long a key that authenticated is believed without reading it again (0: never)."""
     rate_limit: str | None = None
     """Per key, in the `limits` notation (`100/second`); None: no limit."""
     # -- run control (DESIGN section 11) --
@@ -92,6 +94,7 @@ class Settings:
             idempotency_ttl_s=_whole(env, "ROK_IDEMPOTENCY_TTL_S", 86400, 1, 365 * 86400),
             max_body_bytes=_whole(env, "ROK_MAX_BODY_BYTES", 1024 * 1024, 1024, 1 << 30),
             max_acks_per_run=_whole(env, "ROK_MAX_ACKS_PER_RUN", 1000, 1, 1_000_000),
+            key_cache_ms=_millis(env, "ROK_KEY_CACHE_MS", 1000, minimum=0),
             rate_limit=_rate_limit(env),
             cancel_grace_ms=_millis(env, "ROK_CANCEL_GRACE_MS", 30000, minimum=0),
             approval_timeout_ms=_millis(env, "ROK_APPROVAL_TIMEOUT_MS", 86_400_000, minimum=1),

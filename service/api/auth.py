@@ -220,7 +220,9 @@ class AuthGate:
                     "this endpoint needs an API key: send Authorization: Bearer <key>",
                 )
                 return
-            key = await anyio.to_thread.run_sync(self.keys().authenticate, token)
+            keys = self.keys()
+            # a key seen lately needs no read (service.store.key_cache), nor a thread
+            key = keys.cached(token) or await anyio.to_thread.run_sync(keys.authenticate, token)
             if key is None:
                 if console:  # revoked since the login: ask again
                     await _to_login(scope, send, forget=True)

@@ -14,6 +14,7 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.auth import Principal, principal_of
+from service.api.prefer import wants_minimal
 from service.authority import Authority
 from service.errors import Forbidden, Unauthorized
 from service.store.keys import RUNS_WRITE, WORKER
@@ -42,6 +43,27 @@ async def _lease_token(
 
 LeaseTokenDep = Annotated[str | None, Depends(_lease_token)]
 """The X-Lease-Token header, or None: the kernel fences lifecycle moves with it."""
+
+
+async def _minimal(
+    request: Request,
+    prefer: Annotated[
+        str | None,
+        Header(
+            alias="Prefer",
+            description="`return=minimal` (RFC 7240): answer the run's state alone "
+            "(RunStateOut), without its history, contract and acks. Anything else: the "
+            "whole run.",
+            examples=["return=minimal"],
+        ),
+    ] = None,
+) -> bool:
+    # every Prefer header counts (RFC 7240 allows several); the declared one documents it
+    return prefer is not None and wants_minimal(request.headers.getlist("prefer"))
+
+
+MinimalDep = Annotated[bool, Depends(_minimal)]
+"""Whether the request asked for `Prefer: return=minimal` (service.api.prefer)."""
 
 
 # -- the caller -----------------------------------------------------------------

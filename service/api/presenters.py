@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from fastapi.responses import JSONResponse
 
 from service.model.audit import DomainAck, ReconciliationResult, expectation_status
 from service.model.phases import PhaseTransition
-from service.store.records import RunControl, RunRecord
+from service.store.records import RunControl, RunRecord, RunRow
 from service.store.summaries import RunSummary
 
 INCIDENTS_DOMAIN = "incidents"
@@ -27,9 +28,17 @@ class RokJSONResponse(JSONResponse):
     """
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(
-            content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_encode
-        ).encode("utf-8")
+        try:
+            return orjson.dumps(content, default=_encode, option=_ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            # what orjson refuses and JSON allows: an integer past 64 bits in a run's input
+            return json.dumps(
+                content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_encode
+            ).encode("utf-8")
+
+
+# UTC as `Z` (as pydantic writes it); a run's input may hold any JSON object keys
+_ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 
 
 def _encode(value: Any) -> Any:
@@ -57,18 +66,49 @@ def ack_json(ack: DomainAck) -> dict[str, Any]:
     }
 
 
+def _governance_json(row: RunRow) -> dict[str, Any] | None:
+    verdict = row.governance_reconciliation
+    if not row.governance_recorded or row.governance_checked_at is None or verdict is None:
+        return None
+    return {
+        "passed": row.governance_passed,
+        "checked_at": row.governance_checked_at,
+        # as recorded; a verdict stored before `pending` existed shows it empty
+        "reconciliation": reconciliation_json(ReconciliationResult.from_dict(verdict)),
+    }
+
+
+def _lease_json(row: RunRow) -> dict[str, Any] | None:
+    if row.lease is None:
+        return None
+    return {"worker_id": row.lease.worker_id, "expires_at": row.lease.expires_at}
+
+
+def run_state_json(row: RunRow) -> dict[str, Any]:
+    """A run's state without its records (RunStateOut): `Prefer: return=minimal`.
+
+    Built from the row the move already holds, so the answer reads nothing more
+    inside the move's transaction (the whole run costs three more SELECTs there).
+    """
+    return {
+        "id": row.id,
+        "tenant_id": row.tenant_id,
+        "handler": row.handler,
+        "phase": row.phase,
+        "attempt": row.attempt,
+        "max_attempts": row.max_attempts,
+        "updated_at": row.updated_at,
+        "execution_success": row.execution_success,
+        "error": row.error,
+        "lease": _lease_json(row),
+        "governance": _governance_json(row),
+        "cancel_requested": row.control.cancel_requested,
+    }
+
+
 def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
     row = record.row
     timely = {a.pair for a in record.acks if not a.late}
-    governance = None
-    verdict = row.governance_reconciliation
-    if row.governance_recorded and row.governance_checked_at is not None and verdict is not None:
-        governance = {
-            "passed": row.governance_passed,
-            "checked_at": row.governance_checked_at,
-            # as recorded; a verdict stored before `pending` existed shows it empty
-            "reconciliation": reconciliation_json(ReconciliationResult.from_dict(verdict)),
-        }
     return {
         "id": row.id,
         "tenant_id": row.tenant_id,
@@ -86,12 +126,8 @@ def run_json(record: RunRecord, now: datetime) -> dict[str, Any]:
         "updated_at": row.updated_at,
         "execution_success": row.execution_success,
         "error": row.error,
-        "lease": (
-            {"worker_id": row.lease.worker_id, "expires_at": row.lease.expires_at}
-            if row.lease
-            else None
-        ),
-        "governance": governance,
+        "lease": _lease_json(row),
+        "governance": _governance_json(row),
         "history": [
             {
                 "from": h.transition.from_phase,

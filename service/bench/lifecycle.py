@@ -4,6 +4,8 @@ create -> authorize -> begin-execution -> the four domain acks ->
 execution-complete -> governance-check (strict) -> finalize: ten requests,
 each recorded under its endpoint name. The client picks the run id, so it
 never has to parse a response to continue (the load client stays cheap).
+Like the WorkerPool, every create and move asks for the run's state alone
+(`Prefer: return=minimal`), not the whole run with its history and acks.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ FINALIZE = "POST /runs/{id}/finalize"
 CLAIM = "POST /runs/claim"
 
 REQUESTS_PER_LIFECYCLE = 6 + len(DEFAULT_DOMAIN_EXPECTATIONS)
+# RFC 7240, as the WorkerPool sends it on its moves (service.api.prefer)
+MINIMAL = {"Prefer": "return=minimal"}
 
 
 async def create_run(client: httpx.AsyncClient, recorder: Recorder) -> str:
@@ -49,16 +53,22 @@ async def create_run_with_id(
     body: dict[str, object] = {"run_id": run_id, "handler": HANDLER, "input": {"bench": True}}
     if run_timeout_ms is not None:
         body["run_timeout_ms"] = run_timeout_ms
-    await timed(client, recorder, CREATE, "POST", "/runs", expect=201, json=body)
+    await timed(client, recorder, CREATE, "POST", "/runs", expect=201, json=body, headers=MINIMAL)
 
 
 async def start_run(client: httpx.AsyncClient, recorder: Recorder, run_id: str) -> None:
     """CREATED -> AUTHORIZED -> EXECUTING."""
     base = f"/runs/{run_id}"
     await timed(
-        client, recorder, AUTHORIZE, "POST", f"{base}/authorize", json={"decision": "GRANTED"}
+        client,
+        recorder,
+        AUTHORIZE,
+        "POST",
+        f"{base}/authorize",
+        json={"decision": "GRANTED"},
+        headers=MINIMAL,
     )
-    await timed(client, recorder, BEGIN, "POST", f"{base}/begin-execution")
+    await timed(client, recorder, BEGIN, "POST", f"{base}/begin-execution", headers=MINIMAL)
 
 
 async def ack(
@@ -83,6 +93,7 @@ async def complete_execution(client: httpx.AsyncClient, recorder: Recorder, run_
         "POST",
         f"/runs/{run_id}/execution-complete",
         json={"success": True},
+        headers=MINIMAL,
     )
 
 
@@ -96,13 +107,20 @@ async def governance_check(
         "POST",
         f"/runs/{run_id}/governance-check",
         json={"timeout_ms": CHECK_TIMEOUT_MS, "require_all_acks": True},
+        headers=MINIMAL,
     )
     return response
 
 
 async def finalize(client: httpx.AsyncClient, recorder: Recorder, run_id: str) -> None:
     await timed(
-        client, recorder, FINALIZE, "POST", f"/runs/{run_id}/finalize", json={"success": True}
+        client,
+        recorder,
+        FINALIZE,
+        "POST",
+        f"/runs/{run_id}/finalize",
+        json={"success": True},
+        headers=MINIMAL,
     )
 
 

@@ -20,7 +20,7 @@ from service.kernel.rules import check_lease
 from service.kernel.spec import SERVICE, Caller, RunSpec
 from service.model.audit import ReconciliationResult
 from service.model.phases import RunPhase, utc_now
-from service.store.records import RunRecord
+from service.store.records import RunRecord, RunRow
 from service.store.runs import RunStore
 from service.store.transaction import RunTransaction
 
@@ -47,6 +47,8 @@ class KernelCore:
         # shows the run exactly as its move committed it
         self._keep_records = keep_records
         self.last_record: RunRecord | None = None
+        self.last_row: RunRow | None = None
+        """The run's row as the last move committed it (kept always: it costs nothing)."""
         self._store = store
         self._settings = settings
         self._spec = spec or RunSpec()
@@ -87,6 +89,7 @@ class KernelCore:
             if move is not None:
                 consult(self._rules, move, tx.row, tx.now)
             yield tx
+            self.last_row = tx.row
             if self._keep_records:
                 self.last_record = tx.record()
 

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, insert, select, update
 
 from service.errors import InvalidRequest, RokError
 from service.store.database import Database
+from service.store.key_cache import KeyCache
 from service.store.tables import api_keys
 
 KEY_PREFIX = "rok_"
@@ -80,8 +81,10 @@ def _digest(secret: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache_ttl_s: float = 0.0) -> None:
         self.db = db
+        # keys that authenticated lately (service.store.key_cache); off by default
+        self.cache: KeyCache[ApiKey] = KeyCache(cache_ttl_s)
 
     def create(
         self, tenant_id: str, scopes: Iterable[str], name: str | None, now: datetime
@@ -106,8 +109,21 @@ class KeyStore:
         key = ApiKey(key_id, tenant_id, name, checked, now, None)
         return key, f"{KEY_PREFIX}{key_id}_{secret}"
 
+    def cached(self, presented: str) -> ApiKey | None:
+        """The key `presented` is, if it authenticated within the cache's time; else None
+        (then `authenticate` reads it). Reads nothing: fit for the event loop."""
+        return self.cache.get(presented)
+
     def authenticate(self, presented: str) -> ApiKey | None:
         """The live key `presented` is, or None (malformed, unknown, wrong secret, revoked)."""
+        key = self.cached(presented)
+        if key is None:
+            key = self._read(presented)
+            if key is not None:
+                self.cache.remember(presented, key, key.id)
+        return key
+
+    def _read(self, presented: str) -> ApiKey | None:
         shape = _KEY_SHAPE.match(presented)
         if shape is None:
             return None
@@ -136,6 +152,7 @@ class KeyStore:
                 .values(revoked_at=now)
             )
             row = conn.execute(_SELECT_KEY, {"key_id": key_id}).first()
+        self.cache.forget(key_id)
         if row is None:
             raise KeyNotFound(key_id)
         return _key(row)

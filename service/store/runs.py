@@ -28,7 +28,7 @@ from service.store.database import Database
 from service.store.limits import queue_run
 from service.store.observers import Observers
 from service.store.owed import record_owed
-from service.store.records import NewRun, RunFilter, RunRecord
+from service.store.records import NewRun, RunFilter, RunRecord, RunRow
 from service.store.rows import (
     SELECT_DOMAIN_EXPECTATIONS,
     SELECT_PHASE_AND_TENANT,
@@ -188,6 +188,14 @@ class RunStore:
     def get(self, run_id: str) -> RunRecord:
         with self.db.read() as conn:
             return load_record(conn, run_id)
+
+    def get_row(self, run_id: str) -> RunRow:
+        """The run's row alone (no history, contract or acks); RunNotFound if none."""
+        with self.db.read() as conn:
+            found = conn.execute(SELECT_RUN, {"run_id": run_id}).first()
+        if found is None:
+            raise RunNotFound(run_id)
+        return row_from_mapping(found._mapping)
 
     def governance_wait_state(
         self, run_id: str, tenant_id: str | None = None

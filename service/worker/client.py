@@ -29,6 +29,9 @@ AckBody = dict[str, Any]
 
 TERMINAL = frozenset({"COMPLETED", "FAILED"})
 LEASE_HEADER = "X-Lease-Token"
+# RFC 7240: a move answers the run's state alone (RunStateOut), not the whole run
+PREFER = "Prefer"
+RETURN_MINIMAL = "return=minimal"
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,11 @@ class RokClient:
         if handlers is not None:
             body["handlers"] = sorted(handlers)
         response = await self._sender.send(
-            "POST", "/runs/claim", json=body, timeout_s=wait_ms / 1000 + self._timeout_s
+            "POST",
+            "/runs/claim",
+            json=body,
+            timeout_s=wait_ms / 1000 + self._timeout_s,
+            replay=False,  # the claim_id makes a resent claim return the first lease
         )
         if response.status_code == 204:
             return None
@@ -139,7 +146,7 @@ class RokClient:
         """Extend the lease by lease_ms; Conflict once it is no longer ours."""
         body = {"worker_id": worker_id, "lease_ms": lease_ms}
         response = await self._sender.send(
-            "POST", f"/runs/{run_id}/heartbeat", json=body, headers=_lease(token)
+            "POST", f"/runs/{run_id}/heartbeat", json=body, headers=_lease(token), replay=False
         )
         return _json(response)
 
@@ -152,8 +159,12 @@ class RokClient:
         decision: str,
         reason: str | None = None,
         begin_execution: bool = False,
+        minimal: bool = False,
     ) -> Run:
-        """Authorize; with begin_execution a granted run goes on to EXECUTING at once."""
+        """Authorize; with begin_execution a granted run goes on to EXECUTING at once.
+
+        `minimal` (on every move): answer the run's state alone (RunStateOut, with
+        `Prefer: return=minimal`), not the whole run with its history and acks."""
         body = {"decision": decision, "reason": reason, "begin_execution": begin_execution}
         if decision == "APPROVAL_REQUIRED":
             lands_in = {"CREATED"}  # held for a person, lease dropped
@@ -161,10 +172,10 @@ class RokClient:
             lands_in = {"FAILED"}
         else:
             lands_in = {"EXECUTING"} if begin_execution else {"AUTHORIZED"}
-        return await self._move(run_id, "authorize", token, body, lands_in)
+        return await self._move(run_id, "authorize", token, body, lands_in, minimal)
 
-    async def begin_execution(self, run_id: str, token: str | None) -> Run:
-        return await self._move(run_id, "begin-execution", token, None, {"EXECUTING"})
+    async def begin_execution(self, run_id: str, token: str | None, minimal: bool = False) -> Run:
+        return await self._move(run_id, "begin-execution", token, None, {"EXECUTING"}, minimal)
 
     async def execution_complete(
         self,
@@ -173,6 +184,7 @@ class RokClient:
         success: bool,
         error: str | None = None,
         result: Any = None,
+        minimal: bool = False,
     ) -> Run:
         """Report the outcome; a failure under a retry policy with attempts left lands back
         in EXECUTING as the next attempt (no lease: claimable after its backoff)."""
@@ -180,7 +192,27 @@ class RokClient:
         if result is not None:
             body["result"] = result
         lands_in = {"GOVERNANCE_CHECK"} if success else {"GOVERNANCE_CHECK", "EXECUTING"}
-        return await self._move(run_id, "execution-complete", token, body, lands_in)
+        return await self._move(run_id, "execution-complete", token, body, lands_in, minimal)
+
+    async def complete_and_check(
+        self,
+        run_id: str,
+        token: str | None,
+        timeout_ms: int | None = None,
+        require_all_acks: bool = False,
+    ) -> Run:
+        """A successful execution, its governance check and finalize, in one request.
+
+        For a worker whose domains acked the run's end before it reports it: the
+        check waits server-side for what is still in flight; the answer is the
+        run, terminal, with the verdict as its `governance`.
+        """
+        check = {"timeout_ms": timeout_ms, "require_all_acks": require_all_acks, "finalize": True}
+        body = {"success": True, "error": None, "governance_check": check}
+        wait_s = (timeout_ms or 300_000) / 1000
+        return await self._move(
+            run_id, "execution-complete", token, body, TERMINAL, timeout_s=wait_s + self._timeout_s
+        )
 
     async def governance_check(
         self,
@@ -222,6 +254,7 @@ class RokClient:
             headers=_lease(token),
             timeout_s=wait_s + self._timeout_s,
             confirm=already_applied if finalize else None,
+            replay=False,  # a verdict is recorded once; a finalized run refuses a resend
         )
         if isinstance(response, dict):
             return response
@@ -347,17 +380,24 @@ class RokClient:
         token: str | None,
         body: dict[str, Any] | None,
         lands_in: Collection[str],
+        minimal: bool = False,
+        timeout_s: float | None = None,
     ) -> Run:
         async def already_applied() -> Run | None:
             run = await self.get_run(run_id)
             return run if run["phase"] in lands_in else None
 
+        headers = _lease(token) or {}
+        if minimal:
+            headers[PREFER] = RETURN_MINIMAL
         response = await self._sender.send(
             "POST",
             f"/runs/{run_id}/{step}",
             json=body,
-            headers=_lease(token),
+            headers=headers or None,
+            timeout_s=timeout_s,
             confirm=already_applied,
+            replay=False,  # the phase machine and the lease refuse a move made twice
         )
         if isinstance(response, dict):
             return response

@@ -125,21 +125,38 @@ class RunDriver:
                         ctx.run_id, token, decision.decision, decision.reason
                     )
                 # nothing happens between the two moves here: one request makes both
+                # the intermediate moves answer the run's state alone: the claim brought
+                # the rest, and the last move's answer (the whole run) is the result
                 run = await client.authorize(
-                    ctx.run_id, token, GRANTED, decision.reason, begin_execution=True
+                    ctx.run_id, token, GRANTED, decision.reason, begin_execution=True, minimal=True
                 )
                 phase = run["phase"]
             if phase == "AUTHORIZED":
-                run = await client.begin_execution(ctx.run_id, token)
+                run = await client.begin_execution(ctx.run_id, token, minimal=True)
                 phase = run["phase"]
             if phase == "EXECUTING":
-                outcome = keepable(await self._execute(domains, run))
+                outcome = keepable(await self._execute(domains))
                 if outcome.kind is OutcomeKind.SHUTDOWN:
                     # no time for a governance check: the evidence, then the failure
                     domains.emit("on_execution_end", outcome)
                     await domains.settle(self._settings.domain_timeout_s)
                     await acks.flush()
                     return await client.fail(ctx.run_id, outcome.error or "shutdown", token)
+                if self._ends_the_run(outcome):
+                    # nothing can undo this outcome (a success with nothing for the
+                    # service to refuse): its evidence first, then execution-complete
+                    # with the check and finalize, three moves in one request
+                    self._outcome = outcome
+                    domains.emit("on_execution_end", outcome)
+                    await domains.settle(self._settings.domain_timeout_s)
+                    await acks.flush()
+                    await domains.close()
+                    return await client.complete_and_check(
+                        ctx.run_id,
+                        token,
+                        self._settings.governance_timeout_ms,
+                        self._settings.require_all_acks,
+                    )
                 run, outcome = await self._report(outcome)
                 phase = run["phase"]
                 if phase == "EXECUTING":
@@ -175,7 +192,7 @@ class RunDriver:
             await domains.close()
             await acks.close()
 
-    async def _execute(self, domains: DomainDispatcher, run: Run) -> Outcome:
+    async def _execute(self, domains: DomainDispatcher) -> Outcome:
         ctx = self.ctx
         ctx.limits = self._limits()
         loop = asyncio.get_running_loop()
@@ -186,11 +203,18 @@ class RunDriver:
 
         domains.emit("on_execution_start")
         ctx.on_step(step_seen)
-        outcome = await execute(self._handler, ctx, int(run["run_timeout_ms"]))
+        outcome = await execute(self._handler, ctx, int(self._claim.run["run_timeout_ms"]))
         self._outcome = outcome
         if not outcome.reportable:
             raise RunLost(outcome.error)
         return outcome
+
+    def _ends_the_run(self, outcome: Outcome) -> bool:
+        """Whether the outcome is final before the service sees it: a success (no retry
+        follows one) that was not cancelled meanwhile (the service refuses that success)
+        and returned nothing (a result may be refused as too large, which fails the
+        execution: its evidence must not be sent first then)."""
+        return outcome.success and outcome.result is None and self.ctx.stopped is None
 
     async def _report(self, outcome: Outcome) -> tuple[Run, Outcome]:
         """execution-complete with the outcome and the handler's result.
@@ -202,7 +226,7 @@ class RunDriver:
         ctx, client, token = self.ctx, self._client, self._token
         try:
             run = await client.execution_complete(
-                ctx.run_id, token, outcome.success, outcome.error, outcome.result
+                ctx.run_id, token, outcome.success, outcome.error, outcome.result, minimal=True
             )
             return run, outcome
         except ApiError as exc:
@@ -211,7 +235,7 @@ class RunDriver:
             why = exc.detail
         refused = Outcome(OutcomeKind.HANDLER_ERROR, f"result refused: {why}")
         self._outcome = refused
-        run = await client.execution_complete(ctx.run_id, token, False, refused.error)
+        run = await client.execution_complete(ctx.run_id, token, False, refused.error, minimal=True)
         return run, refused
 
     def _limits(self) -> Limits:

@@ -15,11 +15,15 @@
 - A 409 that follows no ambiguity is final and raised as `Conflict`: the
   caller lost the run (its lease was fenced, or the phase moved). It is never
   retried.
-- Every POST carries an `Idempotency-Key` (DESIGN section 9): one key per call
-  of `send`, the same on each of its tries, so a resend after a lost answer
-  gets the first answer replayed by the service instead of acting again. The
-  read back above stays for what the service cannot replay: a 5xx (never
-  remembered) and a service killed between its commit and storing the answer.
+- A POST carries an `Idempotency-Key` (DESIGN section 9) unless its caller
+  says the request is exactly-once by itself: one key per call of `send`, the
+  same on each of its tries, so a resend after a lost answer gets the first
+  answer replayed by the service instead of acting again. The read back above
+  stays for what the service cannot replay: a 5xx (never remembered) and a
+  service killed between its commit and storing the answer. Lifecycle moves,
+  claims and heartbeats go without a key (`replay=False`): the phase machine
+  and the lease refuse a move made twice, a claim_id returns the first lease,
+  and the key would cost the service two more write transactions per request.
   The key's first request still running (409 `idempotency_in_progress`) and
   the rate limit (429) are waited out, for `Retry-After` seconds.
 - With an API key, every request sends `Authorization: Bearer <key>`.
@@ -107,12 +111,14 @@ class RetryingSender:
         headers: dict[str, str] | None = None,
         timeout_s: float | None = None,
         confirm: Confirm | None = None,
+        replay: bool = True,
     ) -> Any:
         """Send with retries; returns the response, or what `confirm` found.
 
-        A POST gets a new Idempotency-Key unless `headers` has one already.
+        A POST gets a new Idempotency-Key unless `headers` has one already, or
+        `replay` is False (the request is exactly-once by itself, see above).
         """
-        if method == "POST":
+        if method == "POST" and replay:
             headers = {IDEMPOTENCY_HEADER: uuid.uuid4().hex, **(headers or {})}
         headers = dict(headers or {})
         inject(headers)  # the run's trace, when this call is about a run (worker.tracing)

@@ -16,6 +16,7 @@ from service.api.app import create_app
 from service.authority import Authority
 from service.config import Settings
 from service.model.phases import utc_now
+from service.store.keys import KeyStore
 from tests.api.conftest import GOVERNANCE_TIMEOUT_MS
 
 NewKey = Callable[..., dict[str, str]]
@@ -83,6 +84,22 @@ def test_a_revoked_key_is_refused_on_the_next_request(secured: TestClient, new_k
     (key,) = authority.keys.list()
     authority.keys.revoke(key.id, utc_now())
     assert secured.get("/runs", headers=headers).status_code == 401
+
+
+def test_a_key_revoked_elsewhere_is_refused_within_rok_key_cache_ms(
+    migrated_url: str,
+) -> None:
+    """`rok keys revoke` runs in another process: with ROK_KEY_CACHE_MS=0 the very next
+    request is refused (the default, 1000 ms, believes a key that long; tests/store)."""
+    settings = Settings(database_url=migrated_url, key_cache_ms=0)
+    with TestClient(create_app(settings), base_url="http://rok.example") as client:
+        authority: Authority = client.app.state.authority  # type: ignore[attr-defined]
+        key, secret = authority.keys.create("acme", ["runs:read"], "k", utc_now())
+        headers = {"Authorization": f"Bearer {secret}"}
+        assert client.get("/runs", headers=headers).status_code == 200
+        elsewhere = KeyStore(authority.database)
+        elsewhere.revoke(key.id, utc_now())
+        assert client.get("/runs", headers=headers).status_code == 401
 
 
 def test_a_wrong_secret_for_a_real_key_id_is_401(secured: TestClient, new_key: NewKey) -> None:

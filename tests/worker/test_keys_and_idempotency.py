@@ -1,10 +1,13 @@
 """What the client sends: the API key on every request, an Idempotency-Key on every POST
-(one per call, the same on each of its tries), and how it waits out "not now" answers.
+that is not exactly-once by itself (one per call, the same on each of its tries), and how
+it waits out "not now" answers. Moves, claims and heartbeats go without a key: the phase
+machine, the lease and the claim_id refuse or return what was done once already.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -61,19 +64,28 @@ def always(status: int, body: Any) -> Callable[[httpx.Request, int], httpx.Respo
     return lambda request, _n: httpx.Response(status, json=body)
 
 
-def test_every_post_carries_a_new_key_and_reads_carry_none() -> None:
+def test_creates_and_acks_carry_a_new_key_moves_and_reads_carry_none() -> None:
     service = Recorder(always(200, run_json("EXECUTING")))
 
     async def calls(client: RokClient) -> None:
+        await client.create_run(handler="job")
+        await client.ack(RUN_ID, "policies", "evaluate_policy")
+        await client.ack_batch(RUN_ID, [{"domain": "logs", "action": "start_trace"}] * 2)
         await client.begin_execution(RUN_ID, "token")
         await client.heartbeat(RUN_ID, "w", "token", 1000)
         await client.get_run(RUN_ID)
-        await client.begin_execution(RUN_ID, "token")
 
+    service = Recorder(
+        lambda request, _n: httpx.Response(
+            200, json={"acks": []} if request.url.path.endswith("/batch") else run_json("EXECUTING")
+        )
+    )
     drive(calls, service)
     keys = service.keys("POST")
-    assert len(keys) == 3 and all(keys)
-    assert len(set(keys)) == 3, "each new request needs a new key"
+    assert len(keys) == 5
+    assert all(keys[:3]) and len(set(keys[:3])) == 3, "each new request needs a new key"
+    # exactly-once by themselves: a key would cost the service two more writes each
+    assert keys[3:] == [None, None]
     assert service.keys("GET") == [None]
 
 
@@ -85,12 +97,26 @@ def test_a_retry_after_a_lost_answer_sends_the_same_key() -> None:
             raise httpx.ReadError("connection reset", request=request)
         if n == 2:
             return httpx.Response(503, json={"detail": "restarting"})
+        return httpx.Response(201, json=run_json("CREATED"))
+
+    service = Recorder(script)
+    drive(lambda c: c.create_run(handler="job"), service)
+    keys = service.keys("POST")
+    assert len(keys) == 3 and len(set(keys)) == 1 and keys[0]
+
+
+def test_a_lost_claim_answer_is_retried_with_the_same_claim_id() -> None:
+    """No key on a claim: its claim_id makes the service return the lease it took."""
+
+    def script(request: httpx.Request, n: int) -> httpx.Response:
+        if n == 1:
+            raise httpx.ReadError("connection reset", request=request)
         return httpx.Response(200, json={"run": run_json("CREATED"), "lease": LEASE})
 
     service = Recorder(script)
     drive(lambda c: c.claim("w", 1000), service)
-    keys = service.keys("POST")
-    assert len(keys) == 3 and len(set(keys)) == 1
+    claim_ids = {json.loads(r.content)["claim_id"] for r in service.requests}
+    assert len(service.requests) == 2 and len(claim_ids) == 1
 
 
 def test_the_api_key_goes_on_every_request_and_none_without_one() -> None:
@@ -109,19 +135,20 @@ def test_the_api_key_goes_on_every_request_and_none_without_one() -> None:
 
 def test_a_key_still_in_progress_is_waited_out_not_taken_for_a_lost_run() -> None:
     in_progress = {"detail": "still running", "code": "idempotency_in_progress"}
+    ack = {"domain": "policies", "action": "evaluate_policy", "result_id": None}
 
     def script(request: httpx.Request, n: int) -> httpx.Response:
-        if request.method == "GET":  # the read back: not applied yet
+        if request.method == "GET":  # the read back: not recorded yet
             return httpx.Response(200, json=run_json("EXECUTING"))
         if n == 1:
             raise httpx.ReadTimeout("slow", request=request)
         if n <= 5:
             return httpx.Response(409, json=in_progress, headers={"retry-after": "0"})
-        return httpx.Response(200, json=run_json("GOVERNANCE_CHECK"))
+        return httpx.Response(201, json=ack)
 
     service = Recorder(script)
-    run = drive(lambda c: c.execution_complete(RUN_ID, "token", True), service)
-    assert run["phase"] == "GOVERNANCE_CHECK"
+    answer = drive(lambda c: c.ack(RUN_ID, "policies", "evaluate_policy"), service)
+    assert answer["action"] == "evaluate_policy"
     assert len(set(service.keys("POST"))) == 1
 
 

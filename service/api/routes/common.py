@@ -19,7 +19,8 @@ from service.api.errors import (
     problem,
 )
 from service.api.errors import IDEMPOTENCY_IN_PROGRESS as IDEMPOTENCY_IN_PROGRESS_KIND
-from service.api.presenters import RokJSONResponse, run_json
+from service.api.prefer import PREFERENCE_APPLIED, RETURN_MINIMAL
+from service.api.presenters import RokJSONResponse, run_json, run_state_json
 from service.api.schemas import Problem, ValidationProblem
 from service.authority import Authority
 from service.kernel import RunOrchestrationKernel
@@ -207,19 +208,41 @@ def caller(principal: Principal) -> Caller:
 
 
 def mover(
-    authority: Authority, run_id: UUID, lease_token: str | None, principal: Principal
+    authority: Authority,
+    run_id: UUID,
+    lease_token: str | None,
+    principal: Principal,
+    minimal: bool = False,
 ) -> RunOrchestrationKernel:
-    """A kernel for one move of the run by `principal`, fenced by the lease token,
-    that keeps the run as the move committed it, for the answer (moved_run)."""
+    """A kernel for one move of the run by `principal`, fenced by the lease token.
+
+    Unless the answer is to be `minimal`, the kernel keeps the run as the move
+    committed it (read inside the move's transaction), for the answer (moved_run).
+    """
     require_mover(principal, lease_token)
-    return authority.kernel(str(run_id), lease_token, keep_records=True, caller=caller(principal))
+    return authority.kernel(
+        str(run_id), lease_token, keep_records=not minimal, caller=caller(principal)
+    )
 
 
-def moved_run(authority: Authority, kernel: RunOrchestrationKernel) -> dict[str, Any]:
-    """The run as the kernel's last move committed it (no second read)."""
+def moved_run(
+    authority: Authority, kernel: RunOrchestrationKernel, minimal: bool = False
+) -> dict[str, Any]:
+    """The run as the kernel's last move committed it (no second read): the whole run,
+    or with `minimal` its state alone (RunStateOut)."""
+    if minimal:
+        row = kernel.last_row
+        assert row is not None, "a kernel answers after a committed move"
+        return run_state_json(row)
     record = kernel.last_record
     assert record is not None, "a kernel from mover() answers after a committed move"
     return run_json(record, authority.clock())
+
+
+def run_answer(content: dict[str, Any], minimal: bool, status_code: int = 200) -> RokJSONResponse:
+    """The answer of a move; a minimal one says so (RFC 7240 Preference-Applied)."""
+    headers = {PREFERENCE_APPLIED: RETURN_MINIMAL} if minimal else None
+    return RokJSONResponse(content, status_code=status_code, headers=headers)
 
 
 def answer_move(
@@ -228,8 +251,9 @@ def answer_move(
     lease_token: str | None,
     principal: Principal,
     move: Move,
+    minimal: bool = False,
 ) -> RokJSONResponse:
     """Make one move on the run and answer the run as the move committed it."""
-    kernel = mover(authority, run_id, lease_token, principal)
+    kernel = mover(authority, run_id, lease_token, principal, minimal)
     move(kernel)
-    return RokJSONResponse(moved_run(authority, kernel))
+    return run_answer(moved_run(authority, kernel, minimal), minimal)

@@ -10,9 +10,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Response
 
-from service.api.deps import AuthorityDep, LeaseTokenDep, PrincipalDep, require
+from service.api.deps import AuthorityDep, LeaseTokenDep, MinimalDep, PrincipalDep, require
 from service.api.routes.common import MOVE, answer_move
-from service.api.schemas import CancelIn, DecisionIn, EmptyIn, RunOut
+from service.api.schemas import CancelIn, DecisionIn, EmptyIn, RunAnswer
 from service.store.keys import RUNS_WRITE
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 
 @router.post(
     "/{run_id}/cancel",
-    response_model=RunOut,
+    response_model=RunAnswer,
     responses=MOVE,
     operation_id="cancel_run",
     tags=["operators"],
@@ -36,15 +36,18 @@ def cancel(
     authority: AuthorityDep,
     lease_token: LeaseTokenDep,
     principal: PrincipalDep,
+    minimal: MinimalDep,
     body: Annotated[CancelIn | None, Body()] = None,
 ) -> Response:
     reason = (body or CancelIn()).reason or "no reason given"
-    return answer_move(authority, run_id, lease_token, principal, lambda run: run.cancel(reason))
+    return answer_move(
+        authority, run_id, lease_token, principal, lambda run: run.cancel(reason), minimal=minimal
+    )
 
 
 @router.post(
     "/{run_id}/approve",
-    response_model=RunOut,
+    response_model=RunAnswer,
     responses=MOVE,
     operation_id="approve_run",
     tags=["operators"],
@@ -58,6 +61,7 @@ def approve(
     authority: AuthorityDep,
     lease_token: LeaseTokenDep,
     principal: PrincipalDep,
+    minimal: MinimalDep,
     body: Annotated[DecisionIn | None, Body()] = None,
 ) -> Response:
     require(principal, RUNS_WRITE)  # a worker key never approves what it would run
@@ -68,12 +72,13 @@ def approve(
         lease_token,
         principal,
         lambda run: run.approve(decision.by, decision.reason),
+        minimal=minimal,
     )
 
 
 @router.post(
     "/{run_id}/reject",
-    response_model=RunOut,
+    response_model=RunAnswer,
     responses=MOVE,
     operation_id="reject_run",
     tags=["operators"],
@@ -86,6 +91,7 @@ def reject(
     authority: AuthorityDep,
     lease_token: LeaseTokenDep,
     principal: PrincipalDep,
+    minimal: MinimalDep,
     body: Annotated[DecisionIn | None, Body()] = None,
 ) -> Response:
     require(principal, RUNS_WRITE)
@@ -96,12 +102,13 @@ def reject(
         lease_token,
         principal,
         lambda run: run.reject(decision.by, decision.reason),
+        minimal=minimal,
     )
 
 
 @router.post(
     "/{run_id}/release",
-    response_model=RunOut,
+    response_model=RunAnswer,
     responses=MOVE,
     operation_id="release_run",
     tags=["workers"],
@@ -114,6 +121,9 @@ def release(
     authority: AuthorityDep,
     lease_token: LeaseTokenDep,
     principal: PrincipalDep,
+    minimal: MinimalDep,
     body: Annotated[EmptyIn | None, Body()] = None,
 ) -> Response:
-    return answer_move(authority, run_id, lease_token, principal, lambda run: run.release())
+    return answer_move(
+        authority, run_id, lease_token, principal, lambda run: run.release(), minimal=minimal
+    )

@@ -8,9 +8,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Response
 
-from service.api.deps import AuthorityDep, LeaseTokenDep, PrincipalDep, require
-from service.api.presenters import RokJSONResponse, reconciliation_json
-from service.api.routes.common import MOVE, READ_ONE, caller, moved_run, mover
+from service.api.deps import AuthorityDep, LeaseTokenDep, MinimalDep, PrincipalDep, require
+from service.api.presenters import reconciliation_json
+from service.api.routes.common import MOVE, READ_ONE, caller, moved_run, mover, run_answer
 from service.api.schemas import GovernanceCheckIn, GovernanceCheckOut, ReconciliationOut
 from service.errors import GovernanceCheckError
 from service.store.keys import RUNS_READ
@@ -35,11 +35,12 @@ async def governance_check(
     authority: AuthorityDep,
     lease_token: LeaseTokenDep,
     principal: PrincipalDep,
+    minimal: MinimalDep,
     body: Annotated[GovernanceCheckIn | None, Body()] = None,
 ) -> Response:
     # async on purpose: the wait for acks parks on the event loop, not on a pool thread
     check = body or GovernanceCheckIn()
-    kernel = mover(authority, run_id, lease_token, principal)
+    kernel = mover(authority, run_id, lease_token, principal, minimal)
     try:
         outcome = await kernel.governance_check_async(
             check.timeout_ms, check.require_all_acks, check.finalize
@@ -47,12 +48,13 @@ async def governance_check(
     except GovernanceCheckError as failed:
         # strict mode: the run is already FAILED; the answer is still the check (200)
         outcome = failed.outcome
-    return RokJSONResponse(
+    return run_answer(
         {
             "passed": outcome.passed,
             "reconciliation": reconciliation_json(outcome.reconciliation),
-            "run": moved_run(authority, kernel),
-        }
+            "run": moved_run(authority, kernel, minimal),
+        },
+        minimal,
     )
 
 

@@ -7,11 +7,18 @@ from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from service.api.deps import AuthorityDep, PrincipalDep, require, require_tenant
+from service.api.deps import AuthorityDep, MinimalDep, PrincipalDep, require, require_tenant
 from service.api.errors import RUN_EXISTS, problem
-from service.api.presenters import RokJSONResponse, run_json, run_summary_json
-from service.api.routes.common import READ_MANY, READ_ONE, caller, problems
-from service.api.schemas import CreateRunIn, RetryIn, RunOut, RunPageOut, check_storable
+from service.api.presenters import RokJSONResponse, run_json, run_state_json, run_summary_json
+from service.api.routes.common import READ_MANY, READ_ONE, caller, problems, run_answer
+from service.api.schemas import (
+    CreateRunIn,
+    RetryIn,
+    RunAnswer,
+    RunOut,
+    RunPageOut,
+    check_storable,
+)
 from service.authority import Authority
 from service.errors import InvalidRequest
 from service.kernel import RunOrchestrationKernel, RunSpec
@@ -35,13 +42,23 @@ def _run(authority: Authority, run_id: str) -> RokJSONResponse:
     return RokJSONResponse(run_json(authority.store.get(run_id), authority.clock()))
 
 
+def _created(authority: Authority, run_id: str, created: bool, minimal: bool) -> RokJSONResponse:
+    """The run as created (201), or as it already was under its idempotency key (200)."""
+    status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    if minimal:
+        return run_answer(run_state_json(authority.store.get_row(run_id)), True, status_code)
+    answer = _run(authority, run_id)
+    answer.status_code = status_code
+    return answer
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    response_model=RunOut,
+    response_model=RunAnswer,
     responses={
         200: {
-            "model": RunOut,
+            "model": RunAnswer,
             "description": "The run already existed with this `idempotency_key` (in the body): "
             "the same run, created once.",
         },
@@ -70,6 +87,7 @@ def create_run(
     body: CreateRunIn,
     authority: AuthorityDep,
     principal: PrincipalDep,
+    minimal: MinimalDep,
     traceparent: Annotated[
         str | None,
         Header(
@@ -110,9 +128,7 @@ def create_run(
         caller=caller(principal),
     )
     created = kernel.declare_expectations()
-    answer = _run(authority, kernel.run_id)
-    answer.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return answer
+    return _created(authority, kernel.run_id, created, minimal)
 
 
 @router.get(

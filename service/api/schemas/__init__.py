@@ -41,8 +41,10 @@ from service.api.schemas.responses import (
     LeaseGrantOut,
     LeaseOut,
     ReconciliationOut,
+    RunAnswer,
     RunOut,
     RunPageOut,
+    RunStateOut,
     RunSummaryOut,
 )
 
@@ -78,8 +80,10 @@ __all__ = [
     "Problem",
     "ReconciliationOut",
     "RetryIn",
+    "RunAnswer",
     "RunOut",
     "RunPageOut",
+    "RunStateOut",
     "RunSummaryOut",
     "StrictModel",
     "UngovernedOutcomeIn",

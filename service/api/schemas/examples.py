@@ -117,6 +117,24 @@ CLAIM_EXAMPLE: dict[str, Any] = {
     "lease": LEASE_GRANT_EXAMPLE,
 }
 
+# what a move answers with `Prefer: return=minimal` (RunStateOut)
+STATE_EXAMPLE: dict[str, Any] = {
+    key: RUN_EXAMPLE[key]
+    for key in (
+        "id",
+        "tenant_id",
+        "handler",
+        "phase",
+        "attempt",
+        "max_attempts",
+        "updated_at",
+        "execution_success",
+        "error",
+        "lease",
+        "governance",
+    )
+} | {"cancel_requested": False}
+
 SUMMARY_EXAMPLE: dict[str, Any] = {
     "id": RUN_ID,
     "tenant_id": None,

@@ -177,6 +177,23 @@ class AuthorizeIn(StrictModel):
     )
 
 
+class GovernanceCheckIn(StrictModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"timeout_ms": 2000, "require_all_acks": True}]},
+    )
+
+    timeout_ms: StrictInt | None = Field(default=None, ge=1, le=MAX_TIMEOUT_MS)
+    require_all_acks: StrictBool = False
+    finalize: StrictBool = Field(
+        default=False,
+        description="After recording the check, finalize the run in the same transaction with "
+        "the outcome execution-complete recorded: COMPLETED when the execution succeeded, "
+        "FAILED with its error otherwise (a strict check that did not pass has failed it "
+        "already). Saves the worker the finalize round trip.",
+    )
+
+
 class ExecutionCompleteIn(StrictModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"success": True}]})
 
@@ -186,6 +203,14 @@ class ExecutionCompleteIn(StrictModel):
         default=None,
         description="What the handler returned (JSON, at most ROK_MAX_RESULT_BYTES); "
         "shown as the run's `result`.",
+    )
+    governance_check: GovernanceCheckIn | None = Field(
+        default=None,
+        description="Then the governance check (as POST /runs/{id}/governance-check takes "
+        "it, `finalize` included) in the same request, once the run is in GOVERNANCE_CHECK: "
+        "a worker whose domains acked the run's end already saves a round trip. A failure "
+        "that the run's retry policy makes the next attempt is not checked. The answer is "
+        "the run after both moves; the verdict is its `governance`.",
     )
 
 
@@ -292,23 +317,6 @@ class UngovernedOutcomeIn(StrictModel):
 
     success: StrictBool
     error: str | None = Field(default=None, max_length=10000)
-
-
-class GovernanceCheckIn(StrictModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"timeout_ms": 2000, "require_all_acks": True}]},
-    )
-
-    timeout_ms: StrictInt | None = Field(default=None, ge=1, le=MAX_TIMEOUT_MS)
-    require_all_acks: StrictBool = False
-    finalize: StrictBool = Field(
-        default=False,
-        description="After recording the check, finalize the run in the same transaction with "
-        "the outcome execution-complete recorded: COMPLETED when the execution succeeded, "
-        "FAILED with its error otherwise (a strict check that did not pass has failed it "
-        "already). Saves the worker the finalize round trip.",
-    )
 
 
 class FinalizeIn(StrictModel):

@@ -14,6 +14,7 @@ from service.api.schemas.examples import (
     LEASE_GRANT_EXAMPLE,
     RECONCILIATION_EXAMPLE,
     RUN_EXAMPLE,
+    STATE_EXAMPLE,
     SUMMARY_EXAMPLE,
 )
 from service.model.audit import ExpectationStatus, ReconciliationStatus
@@ -213,6 +214,33 @@ class RunOut(Answer):
     )
 
 
+class RunStateOut(Answer):
+    """A run's state after a move, without its records (history, contract, acks): what a
+    move answers when the request sent `Prefer: return=minimal` (RFC 7240). Workers need
+    the phase, the lease and the verdict; GET /runs/{id} has the whole run."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [STATE_EXAMPLE]})
+
+    id: UUID
+    tenant_id: str | None
+    handler: str | None
+    phase: RunPhase
+    attempt: int
+    max_attempts: int
+    updated_at: datetime
+    execution_success: bool | None
+    error: str | None
+    lease: LeaseOut | None
+    governance: GovernanceOut | None = Field(description="The last recorded governance check.")
+    cancel_requested: bool = Field(
+        default=False, description="A cancellation waits for the executing worker to stop."
+    )
+
+
+RunAnswer = RunOut | RunStateOut
+"""What a move answers: the whole run, or its state alone with `Prefer: return=minimal`."""
+
+
 class ClaimOut(Answer):
     model_config = ConfigDict(json_schema_extra={"examples": [CLAIM_EXAMPLE]})
 
@@ -258,7 +286,7 @@ class GovernanceCheckOut(Answer):
 
     passed: bool
     reconciliation: ReconciliationOut
-    run: RunOut
+    run: RunOut | RunStateOut
 
 
 class HealthOut(Answer):
