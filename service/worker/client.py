@@ -11,7 +11,7 @@ What the client raises is in `service.worker.api_errors`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -185,14 +185,26 @@ class RokClient:
         error: str | None = None,
         result: Any = None,
         minimal: bool = False,
+        attempt: int | None = None,
     ) -> Run:
         """Report the outcome; a failure under a retry policy with attempts left lands back
-        in EXECUTING as the next attempt (no lease: claimable after its backoff)."""
+        in EXECUTING as the next attempt (no lease: claimable after its backoff).
+
+        `attempt`: the attempt this outcome ends. After a lost answer, a run read
+        back in EXECUTING shows the failure landed only if it is past that attempt
+        (else the run is where it was before the call, and the call is sent again).
+        """
         body: dict[str, Any] = {"success": success, "error": error}
         if result is not None:
             body["result"] = result
-        lands_in = {"GOVERNANCE_CHECK"} if success else {"GOVERNANCE_CHECK", "EXECUTING"}
-        return await self._move(run_id, "execution-complete", token, body, lands_in, minimal)
+
+        def landed(run: Run) -> bool:
+            if run["phase"] == "GOVERNANCE_CHECK":
+                return True
+            moved_on = attempt is None or int(run.get("attempt", 0)) > attempt
+            return not success and run["phase"] == "EXECUTING" and moved_on
+
+        return await self._move(run_id, "execution-complete", token, body, landed, minimal)
 
     async def complete_and_check(
         self,
@@ -379,13 +391,17 @@ class RokClient:
         step: str,
         token: str | None,
         body: dict[str, Any] | None,
-        lands_in: Collection[str],
+        lands_in: Collection[str] | Callable[[Run], bool],
         minimal: bool = False,
         timeout_s: float | None = None,
     ) -> Run:
+        """One move; `lands_in`: the phases the move leaves the run in (or a test of the
+        run read back), which tells after a lost answer whether the move landed."""
+        landed = lands_in if callable(lands_in) else (lambda run: run["phase"] in lands_in)
+
         async def already_applied() -> Run | None:
             run = await self.get_run(run_id)
-            return run if run["phase"] in lands_in else None
+            return run if landed(run) else None
 
         headers = _lease(token) or {}
         if minimal:

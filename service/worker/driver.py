@@ -226,7 +226,13 @@ class RunDriver:
         ctx, client, token = self.ctx, self._client, self._token
         try:
             run = await client.execution_complete(
-                ctx.run_id, token, outcome.success, outcome.error, outcome.result, minimal=True
+                ctx.run_id,
+                token,
+                outcome.success,
+                outcome.error,
+                outcome.result,
+                minimal=True,
+                attempt=ctx.attempt,
             )
             return run, outcome
         except ApiError as exc:
@@ -235,7 +241,9 @@ class RunDriver:
             why = exc.detail
         refused = Outcome(OutcomeKind.HANDLER_ERROR, f"result refused: {why}")
         self._outcome = refused
-        run = await client.execution_complete(ctx.run_id, token, False, refused.error, minimal=True)
+        run = await client.execution_complete(
+            ctx.run_id, token, False, refused.error, minimal=True, attempt=ctx.attempt
+        )
         return run, refused
 
     def _limits(self) -> Limits:

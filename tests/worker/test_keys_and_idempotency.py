@@ -207,3 +207,23 @@ def test_a_pool_reads_rok_api_key_unless_given_one(monkeypatch: pytest.MonkeyPat
     assert WorkerPool("http://x", handlers, api_key="given").api_key == "given"
     monkeypatch.setenv("ROK_API_KEY", "")
     assert WorkerPool("http://x", handlers).api_key is None
+
+
+@pytest.mark.parametrize(("read_back_attempt", "sends"), [(1, 2), (2, 1)])
+def test_a_lost_failure_counts_as_landed_only_past_its_attempt(
+    read_back_attempt: int, sends: int
+) -> None:
+    """A failed execution-complete whose answer was lost: a run read back in EXECUTING at
+    the same attempt is where it was (sent again); at the next attempt, it landed."""
+
+    def script(request: httpx.Request, n: int) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json=run_json("EXECUTING") | {"attempt": read_back_attempt})
+        if n == 1:
+            raise httpx.ReadError("connection reset", request=request)
+        return httpx.Response(200, json=run_json("EXECUTING") | {"attempt": 2})
+
+    service = Recorder(script)
+    run = drive(lambda c: c.execution_complete(RUN_ID, "token", False, "boom", attempt=1), service)
+    assert run["attempt"] == 2
+    assert len(service.keys("POST")) == sends
