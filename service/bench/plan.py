@@ -38,7 +38,8 @@ class Plan:
     memory_repeats: int = 1
     # W6: waiting runs (over 50 tenants with limits set) when claims are timed again
     fair_waiting: int = 100_000
-    workloads: tuple[str, ...] = field(default=("W1", "W2", "W3", "W4", "W5", "W6"))
+    # W7 uses W1's warm-up and window at its own client levels (scaleout.CLIENT_LEVELS)
+    workloads: tuple[str, ...] = field(default=("W1", "W2", "W3", "W4", "W5", "W6", "W7"))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
