@@ -94,12 +94,10 @@ def rok() -> None:
     default=1,
     show_default=True,
     help="Server processes on one port (uvicorn's multi-process mode), PostgreSQL only. "
-    "Each process has its own connection pool, LISTEN connection (a check waiting in one "
-    "wakes for an ack committed by another) and sweeper (one sweeps at a time); each "
-    "counts its own /metrics and its own ROK_RATE_LIMIT. Refused on SQLite: there a "
-    "second process's waiting checks and idle claims would wake only by re-reading the "
-    "database every second, and its writers would queue in SQLite's busy wait instead "
-    "of rok's write lock.",
+    "Each is a replica: its own pool, LISTEN connection and sweeper (one sweeps at a "
+    "time); /metrics counters and ROK_RATE_LIMIT are per process. Refused on SQLite, "
+    "where a check waiting in one process would see another's acks only at its "
+    "once-a-second re-read.",
 )
 def serve(
     host: str,

@@ -44,7 +44,7 @@ def markdown(figures: Figures, header: dict[str, Any]) -> str:
         f"load average at the start {header['load_average_at_start']}, "
         f"at the end {machine['load_average_at_end']}.",
         "",
-        *_targets(figures, tuple(header["backends"])),
+        *targets_section(figures, tuple(header["backends"])),
         "## Figures",
         "",
         "| workload | backend | figure | median | min | max | unit | target | met |",
@@ -77,7 +77,7 @@ def markdown(figures: Figures, header: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _targets(figures: Figures, backends: tuple[str, ...]) -> list[str]:
+def targets_section(figures: Figures, backends: tuple[str, ...]) -> list[str]:
     """Issue 13's targets first: one line each per backend, its value and verdict."""
     lines = [
         "## Targets (issue 13)",

@@ -57,7 +57,6 @@ from service.bench.server import ServerFailed, ServerProcess, bench_settings, ru
 from service.bench.throughput import Measured
 
 WORKLOAD = "W7"
-CLIENT_LEVELS = (8, 32)
 
 
 @dataclass(frozen=True)
@@ -201,7 +200,7 @@ def run(context: Context) -> None:
                 "server": "python -m service.bench.launch service HOST PORT WORKERS "
                 "(uvicorn workers=N, as `rok serve --workers N`)",
                 "replicas": "the load client sends each lifecycle to the next replica",
-                "clients": list(CLIENT_LEVELS),
+                "clients": list(context.plan.scale_out_clients),
                 "warmup_s": context.plan.warmup_s,
                 "duration_s": context.plan.duration_s,
             },
@@ -212,7 +211,7 @@ def run(context: Context) -> None:
             stack.callback(reader.close)
         for repeat in context.repeats():
             order = WAYS[(repeat - 1) % len(WAYS) :] + WAYS[: (repeat - 1) % len(WAYS)]
-            for clients in CLIENT_LEVELS:
+            for clients in context.plan.scale_out_clients:
                 context.say(f"W7 repeat {repeat}, {clients} clients")
                 rates = {}
                 for way in order:

@@ -55,9 +55,9 @@ ISSUE_13 = (
     ),
     IssueTarget(
         "4",
-        "W2 submit→start p50 ≤ 10 ms (governed, idle pool)",
+        "W2 submit→start p50 ≤ 10 ms (governed, idle pool: one run at a time)",
         "W2",
-        ("w2.governed.trickle.submit_to_start_p50_ms",),
+        ("w2.governed.idle.submit_to_start_p50_ms",),
     ),
     IssueTarget("5", "W4 wake-up p99 < 50 ms", "W4", ("w4.wake_p99_ms",)),
     IssueTarget(

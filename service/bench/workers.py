@@ -10,7 +10,15 @@ that stay up (one with ROK_ENABLED=true, one with false, the pool set alike):
 - trickle: with the pool idle and long-polling, runs are submitted open-loop
   at a fixed rate; submit is the moment the client sends POST /runs (the run
   id is the client's, so no response has to be parsed first), start is the
-  handler's first line, terminal is the pool's on_result for the run.
+  handler's first line, terminal is the pool's on_result for the run;
+- idle: runs submitted one at a time, each once the previous one ended, so
+  every run finds all the pool's slots long-polling (issue 13's submit→start
+  target is for an idle pool; at 20 runs/s on a busy machine the pool is not).
+
+Governed runs/s is also divided by the durable write's limit at 8 clients:
+W1's, when W1 ran first in this bench, else measured here on a limits server
+every repeat. With --peers, a Celery-on-Redis loop runs in each repeat after
+rok's windows (service.bench.peers).
 """
 
 from __future__ import annotations
@@ -68,6 +76,7 @@ class Observed:
     completed: int = 0
     expected: int = 0
     all_done: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)  # set at every result
 
     async def handler(self, ctx: Any) -> None:
         self.started.setdefault(ctx.run_id, time.perf_counter())
@@ -76,8 +85,14 @@ class Observed:
         self.finished[result.run_id] = time.perf_counter()
         if result.phase == "COMPLETED":
             self.completed += 1
+        self.progress.set()
         if len(self.finished) >= self.expected:
             self.all_done.set()
+
+    async def until_finished(self, run_id: str) -> None:
+        while run_id not in self.finished:
+            self.progress.clear()
+            await self.progress.wait()
 
     def delays(self, until: dict[str, float]) -> list[float]:
         return [until[r] - at for r, at in self.submitted.items() if r in until]
@@ -165,6 +180,24 @@ async def trickle(
     return observed
 
 
+async def idle(server: ServerProcess, rok_enabled: bool, runs: int, concurrency: int) -> Observed:
+    """One run at a time, each submitted once the previous one ended: every run
+    finds the pool idle, its slots long-polling (issue 13's submit→start target)."""
+    observed = Observed(expected=runs)
+    quiet = Recorder(enabled=False)
+
+    async def one_by_one() -> None:
+        async with make_client(server.base_url, 1, server.api_key) as client:
+            await asyncio.sleep(0.5)  # the pool's slots are long-polling by now
+            for _ in range(runs):
+                run_id = str(uuid.uuid4())
+                await _create(client, quiet, observed, run_id)
+                await asyncio.wait_for(observed.until_finished(run_id), DONE_TIMEOUT_S)
+
+    await _with_pool(server, rok_enabled, concurrency, observed, one_by_one)
+    return observed
+
+
 def run(context: Context) -> None:
     if not pool_available():
         context.notes.append(f"{context.backend}: W2 not run: WorkerPool unavailable")
@@ -188,6 +221,7 @@ def run(context: Context) -> None:
             "runs_per_throughput_window": plan.w2_runs,
             "trickle_rate_per_s": plan.trickle_rate_per_s,
             "trickle_runs": plan.trickle_runs,
+            "idle_runs": plan.idle_runs,
             "durable_write_limit": "measured in W2" if own_limit else "W1's (median)",
         }
         if context.redis_url is not None:
@@ -247,23 +281,27 @@ def measure_repeat(
             unit="count",
             target=Target("<=", 0, "none"),
         )
-        observed = asyncio.run(
+        trickled = asyncio.run(
             trickle(
                 server, enabled, plan.trickle_runs, plan.trickle_rate_per_s, plan.pool_concurrency
             )
         )
-        rate_text = f"{plan.trickle_rate_per_s:g} runs/s"
-        for name, until in (("start", observed.started), ("terminal", observed.finished)):
-            summary = latency_summary(observed.delays(until))
-            for pct in ("p50_ms", "p99_ms"):
-                judged = enabled and name == "start" and pct == "p50_ms"
-                add(
-                    f"w2.{mode}.trickle.submit_to_{name}_{pct}",
-                    summary[pct],
-                    label=f"{what}: submit→{name} {pct[:3]} at {rate_text}",
-                    unit="ms",
-                    target=START_TARGET if judged else None,
-                )
+        alone = asyncio.run(idle(server, enabled, plan.idle_runs, plan.pool_concurrency))
+        for kind, observed, how in (
+            ("trickle", trickled, f"at {plan.trickle_rate_per_s:g} runs/s"),
+            ("idle", alone, "one at a time (idle pool)"),
+        ):
+            for name, until in (("start", observed.started), ("terminal", observed.finished)):
+                summary = latency_summary(observed.delays(until))
+                for pct in ("p50_ms", "p99_ms"):
+                    judged = enabled and kind == "idle" and name == "start" and pct == "p50_ms"
+                    add(
+                        f"w2.{mode}.{kind}.submit_to_{name}_{pct}",
+                        summary[pct],
+                        label=f"{what}: submit→{name} {pct[:3]} {how}",
+                        unit="ms",
+                        target=START_TARGET if judged else None,
+                    )
     add(
         "w2.ratio",
         ratio(rates["governed"], rates["ungoverned"]),
