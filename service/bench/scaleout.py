@@ -5,8 +5,8 @@ as waiting runs pile up; W7 asks whether a second service process serves more
 lifecycles on the same machine (issue 13, target 6), which needs its own
 servers and says nothing about claims.
 
-Two processes, two ways, each against one process, all up for the whole
-workload (one scratch database per way, both replicas on the same one):
+Two processes, two ways, each against one process (one scratch database
+per way, both replicas on the same one):
 
 - `one`: a single process, the server W1 measures;
 - `workers`: `launch service … 2`, uvicorn's multi-process mode exactly as
@@ -23,8 +23,9 @@ workload (one scratch database per way, both replicas on the same one):
   split evenly, whatever the accept order.
 
 Per repeat and per client level (8, 32), each way in turn (the order rotates
-between repeats, so a drifting machine favours none), W1 runs as in
-throughput.py with the load client on the same two cores. Besides requests/s
+between repeats, so a drifting machine favours none), its processes started
+fresh for the point and stopped after it, W1 runs as in throughput.py with
+the load client on the same two cores. Besides requests/s
 and server CPU per request (every process of the way), where the cores went in
 the timed window: the service's processes, the load client, and the PostgreSQL
 backends of that way's database. The ratio two ÷ one, for both ways, at each
@@ -205,7 +206,6 @@ def run(context: Context) -> None:
                 "duration_s": context.plan.duration_s,
             },
         )
-        servers = {way.name: stack.enter_context(started(way, urls[way.name])) for way in WAYS}
         backends = {name: DatabaseBackends(url) for name, url in urls.items()}
         for reader in backends.values():
             stack.callback(reader.close)
@@ -215,8 +215,12 @@ def run(context: Context) -> None:
                 context.say(f"W7 repeat {repeat}, {clients} clients")
                 rates = {}
                 for way in order:
-                    readings = Readings(servers[way.name], backends[way.name])
-                    point = measure(servers[way.name], clients, readings, context)
+                    # Only the way measured is up: each process keeps up to 20 idle
+                    # pooled connections, and five idle processes would hold all of
+                    # PostgreSQL's 100 (seen: "too many clients" as failed lifecycles).
+                    with started(way, urls[way.name]) as servers:
+                        readings = Readings(servers, backends[way.name])
+                        point = measure(servers, clients, readings, context)
                     report_point(context, way, clients, point, readings)
                     rates[way.name] = point.requests_per_s
                 for way in WAYS[1:]:

@@ -9,7 +9,9 @@ backend says it is a `rok-listener`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ from sqlalchemy.pool import NullPool
 from service.bench.children import end_group, lifeline
 from service.bench.cpu import children_of, command_line
 from service.cli import main
+from service.store.migrations import upgrade
 from tests.support.databases import fresh_database, postgres_server_url
 from tests.support.server import free_port
 
@@ -163,3 +166,51 @@ def test_more_than_one_worker_on_sqlite_is_refused(
     assert "--workers 2 needs PostgreSQL" in error
     assert "Serve SQLite with --workers 1" in error
     assert not (tmp_path / "rok.db").exists()  # refused before touching the database
+
+
+PARENT = """
+import json, sys, time
+from service.bench.server import ServerProcess, server_env
+server = ServerProcess("service", server_env(sys.argv[1]), workers=2)
+server.start()
+print(json.dumps([server.pid]), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.postgres
+def test_a_killed_bench_leaves_no_worker_of_a_multi_process_server(tmp_path: Path) -> None:
+    """The supervisor has the bench's lifeline; each worker ties itself to the supervisor
+    (service.bench.launch), so SIGKILL on the bench ends all three processes."""
+    with fresh_database("postgres", tmp_path) as url:
+        upgrade(url)
+        parent = subprocess.Popen(
+            [sys.executable, "-c", PARENT, url],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=lifeline(),
+        )
+        assert parent.stdout is not None
+        with parent.stdout:
+            (supervisor,) = json.loads(parent.stdout.readline())
+        try:
+            wait_for("two workers", lambda: len(uvicorn_workers(supervisor)) == 2)
+            started = [supervisor, *uvicorn_workers(supervisor)]
+            parent.kill()
+            parent.wait()
+            wait_for(f"{started} gone with their bench", lambda: not any(map(alive, started)))
+        finally:
+            parent.kill()
+            parent.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(supervisor, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
