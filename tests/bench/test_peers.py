@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +157,15 @@ def test_without_redis_the_bench_says_where_it_looked(
     code = main(["--quick", "--peers", "--redis-url", nowhere, "--out", str(tmp_path)])
     assert code == 2
     assert f"Redis does not answer at {nowhere}" in capsys.readouterr().err
+
+
+def test_celery_and_redis_come_with_the_bench_extra_only() -> None:
+    """The service never depends on the peer; `make venv` (dev) brings it for the tests."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=;\[ ]", d, maxsplit=1)[0] for d in project["dependencies"]}
+    assert not names & {"celery", "redis"}
+    bench = {
+        re.split(r"[<>=;\[ ]", d, maxsplit=1)[0] for d in project["optional-dependencies"]["bench"]
+    }
+    assert bench == {"celery", "redis"}
+    assert "rok[bench]" in project["optional-dependencies"]["dev"]
