@@ -1,5 +1,5 @@
 """`rok bench`: governed lifecycles per second, latency and scale, each against
-the platform limit measured in the same run (issue 4).
+the platform limit measured in the same run (issue 4; issue 13's targets).
 
 Layout:
 - runner.py     the CLI (`rok bench`, `python -m service.bench`) and the order of workloads
@@ -15,4 +15,6 @@ Layout:
   scaleout.py W7 (W1 against one service process and two, PostgreSQL)
 - cpu.py        CPU time of a server's process group and of a database's backends
 - figures.py    a measured figure, its repeats, its target; report.py bench.json + bench.md
+- targets.py    which figures answer issue 13's numbered targets (bench.md opens with them)
+- peers.py      --peers: a Celery-on-Redis loop beside W2; peer_worker.py its worker process
 """
