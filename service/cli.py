@@ -39,6 +39,7 @@ from service.model.phases import utc_now
 from service.ops_cli import runs
 from service.store import migrations
 from service.store.database import Database
+from service.store.dialects import dialect_for
 from service.store.keys import KeyStore
 from service.verify_cli import verify
 from service.worker.cli import worker_command
@@ -87,7 +88,25 @@ def rok() -> None:
     default=None,
     help="Log one line per request (default: on, off with --demo).",
 )
-def serve(host: str, port: int, migrate: bool, with_demo: bool, access_log: bool | None) -> int:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes on one port (uvicorn's multi-process mode), PostgreSQL only. "
+    "Each is a replica: its own pool, LISTEN connection and sweeper (one sweeps at a "
+    "time); /metrics counters and ROK_RATE_LIMIT are per process. Refused on SQLite, "
+    "where a check waiting in one process would see another's acks only at its "
+    "once-a-second re-read.",
+)
+def serve(
+    host: str,
+    port: int,
+    migrate: bool,
+    with_demo: bool,
+    access_log: bool | None,
+    workers: int,
+) -> int:
     from service.api.auth import is_loopback_host
 
     settings = Settings.from_env()
@@ -96,6 +115,14 @@ def serve(host: str, port: int, migrate: bool, with_demo: bool, access_log: bool
             f"ROK_AUTH=off is served only on loopback, not on --host {host}: anyone who "
             "reaches the port could drive and read every run. Create keys "
             "(`rok keys create`) and serve with ROK_AUTH=required"
+        )
+    if workers > 1 and dialect_for(settings.database_url).name != "postgresql":
+        raise ConfigError(
+            f"--workers {workers} needs PostgreSQL; ROK_DATABASE_URL is SQLite, which rok "
+            "serves from one process: its write lock and the wake-ups of waiting governance "
+            "checks and claims do not reach another process (they would wait for the "
+            "once-a-second re-read). Serve SQLite with --workers 1, or set "
+            "ROK_DATABASE_URL=postgresql+psycopg://…"
         )
     if migrate:
         migrations.upgrade(settings.database_url)
@@ -109,8 +136,13 @@ def serve(host: str, port: int, migrate: bool, with_demo: bool, access_log: bool
     configure_logging(settings)  # once, before uvicorn: its access log takes rok's format
 
     def run_server(access_log_default: bool) -> None:
+        # several processes: each builds its own app (settings from the same
+        # environment, read again in the worker), so uvicorn needs the factory's name
+        app = create_app(settings) if workers == 1 else "service.api.app:create_app"
         uvicorn.run(
-            create_app(settings),
+            app,
+            factory=workers > 1,
+            workers=workers,
             host=host,
             port=port,
             log_config=None,  # keep rok's logging (ROK_LOG_FORMAT, ROK_LOG_LEVEL)

@@ -12,6 +12,9 @@ its parent by the kernel:
   itself if the parent already ended before it asked. The signal comes when
   the *thread* that started the child ends, so start children from a thread
   that lives as long as they should (the main thread does).
+- `die_with_group_leader()` does the same from inside a process that someone
+  else started for us: a worker process of uvicorn's multi-process mode,
+  whose supervisor (the bench's child) leads its process group.
 - `signal_group()` signals a child started with `start_new_session=True`
   together with whatever it started in turn.
 """
@@ -56,6 +59,22 @@ def lifeline() -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return die_with_parent
+
+
+def die_with_group_leader() -> None:
+    """Ask for SIGKILL when the parent ends, the parent being our group's leader.
+
+    For uvicorn's worker processes: the supervisor has the bench's lifeline and
+    dies with the bench, but its workers would serve on, orphaned, unless each
+    ties itself to the supervisor. Called in the worker (its app factory), on
+    Linux only; a worker whose supervisor is already gone ends at once.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != os.getpgrp():  # the leader ended before the request was in place
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def signal_group(process: subprocess.Popen[Any], signum: int) -> None:

@@ -22,6 +22,8 @@ class Context:
     postgres_url: str
     configuration: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    redis_url: str | None = None
+    """--peers: the Redis of the Celery peer W2 runs beside rok (None: no peer)."""
     failed: bool = False
     started: float = field(default_factory=time.monotonic)
 

@@ -24,6 +24,8 @@ class Plan:
     w2_runs: int = 1000
     trickle_rate_per_s: float = 20.0
     trickle_runs: int = 200
+    # W2: runs submitted one at a time, each after the previous ended (an idle pool)
+    idle_runs: int = 50
     # W3: finished runs in the database, claims timed per level, W1 clients
     scale_levels: tuple[int, ...] = (0, 100_000, 1_000_000)
     claims_per_level: int = 100
@@ -38,7 +40,9 @@ class Plan:
     memory_repeats: int = 1
     # W6: waiting runs (over 50 tenants with limits set) when claims are timed again
     fair_waiting: int = 100_000
-    workloads: tuple[str, ...] = field(default=("W1", "W2", "W3", "W4", "W5", "W6"))
+    # W7: W1's client levels against one process and two (issue 13: 8 and 32)
+    scale_out_clients: tuple[int, ...] = (8, 32)
+    workloads: tuple[str, ...] = field(default=("W1", "W2", "W3", "W4", "W5", "W6", "W7"))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +59,7 @@ QUICK = Plan(
     duration_s=1.0,
     w2_runs=40,
     trickle_runs=20,
+    idle_runs=10,
     scale_levels=(0, 10_000),
     claims_per_level=50,
     waiting_checks=100,

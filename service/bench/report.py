@@ -7,12 +7,18 @@ import math
 from pathlib import Path
 from typing import Any
 
+from service.bench import targets
 from service.bench.figures import Figure, Figures
 
 
 def write(out: Path, figures: Figures, header: dict[str, Any]) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    data = {**header, "figures": [f.to_json() for f in figures]}
+    summary = targets.rows(figures, tuple(header["backends"]))
+    data = {
+        **header,
+        "targets": [row.to_json() for row in summary],
+        "figures": [f.to_json() for f in figures],
+    }
     json_path = out / "bench.json"
     json_path.write_text(json.dumps(data, indent=2, default=str) + "\n")
     md_path = out / "bench.md"
@@ -37,6 +43,9 @@ def markdown(figures: Figures, header: dict[str, Any]) -> str:
         "The load client runs on the same machine as the server (it shares the cores); "
         f"load average at the start {header['load_average_at_start']}, "
         f"at the end {machine['load_average_at_end']}.",
+        "",
+        *targets_section(figures, tuple(header["backends"])),
+        "## Figures",
         "",
         "| workload | backend | figure | median | min | max | unit | target | met |",
         "|---|---|---|---:|---:|---:|---|---|---|",
@@ -66,6 +75,29 @@ def markdown(figures: Figures, header: dict[str, Any]) -> str:
     if header.get("notes"):
         lines += ["## Notes", "", *(f"- {note}" for note in header["notes"]), ""]
     return "\n".join(lines)
+
+
+def targets_section(figures: Figures, backends: tuple[str, ...]) -> list[str]:
+    """Issue 13's targets first: one line each per backend, its value and verdict."""
+    lines = [
+        "## Targets (issue 13)",
+        "",
+        "| # | target | workload | backend | value (median) | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in targets.rows(figures, backends):
+        value = "; ".join(
+            _num(f.median)
+            if len(row.figures) == 1
+            else f"{f.key.removeprefix(f'{f.backend}.')} {_num(f.median)}"
+            for f in row.figures
+        )
+        verdict = "**not met**" if row.verdict == "not met" else row.verdict
+        lines.append(
+            f"| {row.target.number} | {row.target.text} | {row.target.workload} | "
+            f"{row.backend} | {value or 'n/a'} | {verdict} |"
+        )
+    return [*lines, ""]
 
 
 def _row(figure: Figure) -> str:

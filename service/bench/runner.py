@@ -1,6 +1,6 @@
 """`rok bench`: run the workloads against real server processes and write the report.
 
-    rok bench [--quick] [--backend sqlite|postgres|all] [--out DIR] [--repeat N]
+    rok bench [--quick] [--backend sqlite|postgres|all] [--out DIR] [--repeat N] [--peers]
     python -m service.bench ...   (the same)
 
 `bench` is the click command the `rok` group holds; `main(argv)` runs it
@@ -26,12 +26,23 @@ from typing import Any
 
 import click
 
-from service.bench import fairness, memory, report, scale, throughput, waiting, workers
+from service.bench import (
+    fairness,
+    memory,
+    peers,
+    report,
+    scale,
+    scaleout,
+    throughput,
+    waiting,
+    workers,
+)
 from service.bench.context import Context
 from service.bench.databases import DEFAULT_POSTGRES_URL, postgres_version, schema_method
 from service.bench.figures import Figures
 from service.bench.launch import UVICORN_SETTINGS
 from service.bench.machine import current_commit, describe
+from service.bench.peers import DEFAULT_REDIS_URL
 from service.bench.plan import plan_for
 from service.bench.server import AUTH_MODES, use_auth
 
@@ -42,6 +53,7 @@ WORKLOADS: dict[str, Callable[[Context], None]] = {
     "W4": waiting.run,
     "W5": memory.run,
     "W6": fairness.run,
+    "W7": scaleout.run,
 }
 BACKENDS = {"sqlite": ("sqlite",), "postgres": ("postgres",), "all": ("sqlite", "postgres")}
 
@@ -66,7 +78,9 @@ BACKENDS = {"sqlite": ("sqlite",), "postgres": ("postgres",), "all": ("sqlite", 
     "--repeat", type=click.IntRange(min=1), default=None, help="Repeats per figure (3; quick 1)."
 )
 @click.option(
-    "--workloads", default=None, help="Comma-separated subset of W1,W2,W3,W4,W5,W6 (default: all)."
+    "--workloads",
+    default=None,
+    help="Comma-separated subset of W1,W2,W3,W4,W5,W6,W7 (default: all).",
 )
 @click.option(
     "--auth",
@@ -81,6 +95,19 @@ BACKENDS = {"sqlite": ("sqlite",), "postgres": ("postgres",), "all": ("sqlite", 
     default=DEFAULT_POSTGRES_URL,
     show_default=True,
     help="Server to create scratch databases on (env ROK_BENCH_POSTGRES_URL).",
+)
+@click.option(
+    "--peers",
+    is_flag=True,
+    help="Also run a Celery-on-Redis no-op task loop beside W2, at W2's concurrency, "
+    "and report rok's governed runs/s ÷ Celery's (needs pip install 'rok[bench]').",
+)
+@click.option(
+    "--redis-url",
+    envvar="ROK_BENCH_REDIS_URL",
+    default=DEFAULT_REDIS_URL,
+    show_default=True,
+    help="The Redis of --peers (env ROK_BENCH_REDIS_URL); its keys are prefixed and deleted.",
 )
 def bench(**options: Any) -> int:
     return run_bench(BenchOptions(**options))
@@ -97,6 +124,8 @@ class BenchOptions:
     workloads: str | None = None
     auth: str = "required"
     postgres_url: str = DEFAULT_POSTGRES_URL
+    peers: bool = False
+    redis_url: str = DEFAULT_REDIS_URL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +142,11 @@ def run_bench(args: BenchOptions) -> int:
     workloads = _workloads(args.workloads)
     plan = plan_for(args.quick, args.repeat, workloads)
     use_auth(args.auth)
+    if args.peers:
+        try:
+            peers.check_available(args.redis_url)
+        except peers.PeerUnavailable as exc:
+            raise click.UsageError(str(exc)) from exc
     backends = BACKENDS[args.backend]
     previous = _terminate_as_interrupt()
     figures = Figures()
@@ -125,10 +159,13 @@ def run_bench(args: BenchOptions) -> int:
     commit_at_start = current_commit()
     started = time.monotonic()
     status = 0
+    if args.peers and "W2" not in plan.workloads:
+        notes.append("--peers: W2 was not run, so no peer was measured (it runs beside W2)")
     try:
         pg_version = postgres_version(args.postgres_url) if "postgres" in backends else None
         for backend in backends:
             context = Context(backend, plan, figures, args.postgres_url, configuration, notes)
+            context.redis_url = args.redis_url if args.peers else None
             for name in plan.workloads:
                 _run_workload(name, context)
             status = status or (1 if context.failed else 0)

@@ -23,11 +23,11 @@ from typing import IO
 import httpx
 
 from service.bench.children import end_group, lifeline, signal_group
+from service.bench.cpu import children_of, command_line, group_cpu_seconds
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class ServerFailed(RuntimeError):
@@ -86,11 +86,12 @@ def bench_key(database_url: str) -> str:
 
 
 class ServerProcess:
-    """`python -m service.bench.launch APP HOST PORT` with a given environment."""
+    """`python -m service.bench.launch APP HOST PORT WORKERS` with a given environment."""
 
-    def __init__(self, app: str, env: Mapping[str, str]) -> None:
+    def __init__(self, app: str, env: Mapping[str, str], workers: int = 1) -> None:
         self.app = app
         self.env = dict(env)
+        self.workers = workers
         self.port = free_port()
         self.base_url = f"http://{HOST}:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
@@ -108,7 +109,15 @@ class ServerProcess:
             self.api_key = bench_key(self.env["ROK_DATABASE_URL"])
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives until stop()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "service.bench.launch", self.app, HOST, str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "service.bench.launch",
+                self.app,
+                HOST,
+                str(self.port),
+                str(self.workers),
+            ],
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -142,11 +151,16 @@ class ServerProcess:
         raise ServerFailed(f"no VmRSS for pid {self.pid}")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server used so far."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            # the command name may contain spaces: split after its closing paren
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        """User + system CPU time the server used so far: its whole process group,
+        so a multi-process server's workers count too (service.bench.cpu)."""
+        return group_cpu_seconds(self.pid)
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve requests: the server itself, or uvicorn's workers
+        (started by multiprocessing's spawn; its resource tracker is a child too)."""
+        if self.workers == 1:
+            return [self.pid]
+        return [pid for pid in children_of(self.pid) if "spawn_main" in command_line(pid)]
 
     def log_tail(self, limit: int = 4000) -> str:
         if self._log is None:
@@ -169,8 +183,8 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def running(app: str, env: Mapping[str, str]) -> Iterator[ServerProcess]:
-    server = ServerProcess(app, env)
+def running(app: str, env: Mapping[str, str], workers: int = 1) -> Iterator[ServerProcess]:
+    server = ServerProcess(app, env, workers)
     try:
         server.start()
         yield server
