@@ -104,12 +104,23 @@ RUN_EXAMPLE: dict[str, Any] = {
     "acks": [ACK_EXAMPLE],
     "incidents": [],
     "reconciliation": RECONCILIATION_EXAMPLE,
+    "concurrency_keys": [],
+    "traceparent": None,
+    "result": None,
+    "not_before": None,
+    "queue_deadline": None,
+    "retry": None,
+    "cancel_requested": False,
+    "cancellation": None,
+    "approval": None,
 }
 
 LEASE_GRANT_EXAMPLE: dict[str, Any] = {
     "worker_id": "host-1/pid-42",
     "expires_at": "2026-12-02T09:10:29.414142Z",
     "token": "b80e4c9d5dfddabfea777cf474ea5bb1",
+    "cancel_requested": False,
+    "cancel_reason": None,
 }
 
 CLAIM_EXAMPLE: dict[str, Any] = {
@@ -132,8 +143,9 @@ STATE_EXAMPLE: dict[str, Any] = {
         "error",
         "lease",
         "governance",
+        "cancel_requested",
     )
-} | {"cancel_requested": False}
+}
 
 SUMMARY_EXAMPLE: dict[str, Any] = {
     "id": RUN_ID,
