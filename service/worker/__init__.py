@@ -19,7 +19,7 @@ from __future__ import annotations
 from service.worker.acks import AckChannel
 from service.worker.api_errors import Conflict
 from service.worker.authorizer import Authorizer
-from service.worker.client import Claim, RokClient
+from service.worker.client import RokClient
 from service.worker.context import Limits, RunContext, Step
 from service.worker.hooks import (
     APPROVAL_REQUIRED,
@@ -42,6 +42,7 @@ from service.worker.outcome import (
 )
 from service.worker.pool import WorkerPool
 from service.worker.results import RunResult
+from service.worker.wire import Claim
 
 __all__ = [
     "APPROVAL_REQUIRED",

@@ -20,7 +20,8 @@ import logging
 from typing import Any
 
 from service.worker.api_errors import ApiError
-from service.worker.client import AckBody, RokClient, Run
+from service.worker.client import RokClient
+from service.worker.wire import AckBody, Run
 
 log = logging.getLogger("rok.worker.acks")
 

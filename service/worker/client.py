@@ -11,41 +11,27 @@ What the client raises is in `service.worker.api_errors`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
 from types import TracebackType
 from typing import Any
 
 import httpx
 
 from service.telemetry import OFF, Tracing
-from service.worker.api_errors import ApiError
+from service.worker.evidence_calls import EvidenceCalls
 from service.worker.retries import Backoff, RetryingSender
-
-Run = dict[str, Any]
-"""A run as the API returns it (RunOut in service/api/schemas.py)."""
-# one ack as POST /runs/{id}/acks takes it: domain, action, result_id, error, details
-AckBody = dict[str, Any]
-
-TERMINAL = frozenset({"COMPLETED", "FAILED"})
-LEASE_HEADER = "X-Lease-Token"
-# RFC 7240: a move answers the run's state alone (RunStateOut), not the whole run
-PREFER = "Prefer"
-RETURN_MINIMAL = "return=minimal"
+from service.worker.wire import (
+    PREFER,
+    RETURN_MINIMAL,
+    TERMINAL,
+    Claim,
+    Run,
+    json_object,
+    lease_header,
+)
 
 
-@dataclass(frozen=True)
-class Claim:
-    run: Run
-    token: str
-    expires_at: str
-
-    @property
-    def run_id(self) -> str:
-        return str(self.run["id"])
-
-
-class RokClient:
+class RokClient(EvidenceCalls):
     def __init__(
         self,
         url: str,
@@ -90,19 +76,16 @@ class RokClient:
     # -- runs -------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
-        return _json(await self._sender.send("GET", "/healthz"))
+        return json_object(await self._sender.send("GET", "/healthz"))
 
     async def create_run(self, **body: Any) -> Run:
         """POST /runs. A lost response is replayed, not created twice (the call's
         Idempotency-Key); an idempotency_key in the body also holds across calls."""
-        return _json(await self._sender.send("POST", "/runs", json=body))
-
-    async def get_run(self, run_id: str) -> Run:
-        return _json(await self._sender.send("GET", f"/runs/{run_id}"))
+        return json_object(await self._sender.send("POST", "/runs", json=body))
 
     async def list_runs(self, **query: Any) -> dict[str, Any]:
         params = {k: v for k, v in query.items() if v is not None}
-        return _json(await self._sender.send("GET", "/runs", params=params))
+        return json_object(await self._sender.send("GET", "/runs", params=params))
 
     # -- leases -----------------------------------------------------------------
 
@@ -136,7 +119,7 @@ class RokClient:
         )
         if response.status_code == 204:
             return None
-        data = _json(response)
+        data = json_object(response)
         lease = data["lease"]
         return Claim(run=data["run"], token=lease["token"], expires_at=lease["expires_at"])
 
@@ -146,9 +129,13 @@ class RokClient:
         """Extend the lease by lease_ms; Conflict once it is no longer ours."""
         body = {"worker_id": worker_id, "lease_ms": lease_ms}
         response = await self._sender.send(
-            "POST", f"/runs/{run_id}/heartbeat", json=body, headers=_lease(token), replay=False
+            "POST",
+            f"/runs/{run_id}/heartbeat",
+            json=body,
+            headers=lease_header(token),
+            replay=False,
         )
-        return _json(response)
+        return json_object(response)
 
     # -- lifecycle moves (fenced by the lease token) -------------------------------
 
@@ -263,14 +250,14 @@ class RokClient:
             "POST",
             f"/runs/{run_id}/governance-check",
             json=body,
-            headers=_lease(token),
+            headers=lease_header(token),
             timeout_s=wait_s + self._timeout_s,
             confirm=already_applied if finalize else None,
             replay=False,  # a verdict is recorded once; a finalized run refuses a resend
         )
         if isinstance(response, dict):
             return response
-        return _json(response)
+        return json_object(response)
 
     async def finalize(
         self, run_id: str, token: str | None, success: bool, error: str | None = None
@@ -289,15 +276,17 @@ class RokClient:
         response = await self._sender.send(
             "POST", f"/runs/{run_id}/approve", json={"by": by, "reason": reason}
         )
-        return _json(response)
+        return json_object(response)
 
     async def reject(self, run_id: str, by: str | None = None, reason: str | None = None) -> Run:
         return await self._move(run_id, "reject", None, {"by": by, "reason": reason}, {"FAILED"})
 
     async def release(self, run_id: str, token: str) -> Run:
         """Give a claimed run back: no lease, claimable again, nothing else changes."""
-        response = await self._sender.send("POST", f"/runs/{run_id}/release", headers=_lease(token))
-        return _json(response)
+        response = await self._sender.send(
+            "POST", f"/runs/{run_id}/release", headers=lease_header(token)
+        )
+        return json_object(response)
 
     async def fail(self, run_id: str, error: str, token: str | None = None) -> Run:
         return await self._move(run_id, "fail", token, {"error": error}, {"FAILED"})
@@ -307,81 +296,6 @@ class RokClient:
     ) -> Run:
         body = {"success": success, "error": error}
         return await self._move(run_id, "ungoverned-outcome", token, body, TERMINAL)
-
-    # -- acks -----------------------------------------------------------------------
-
-    async def ack(
-        self,
-        run_id: str,
-        domain: str,
-        action: str,
-        result_id: str | None = None,
-        error: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        body = {
-            "domain": domain,
-            "action": action,
-            "result_id": result_id,
-            "error": error,
-            "details": details,
-        }
-
-        async def already_recorded() -> dict[str, Any] | None:
-            run = await self.get_run(run_id)
-            for recorded in run["acks"]:
-                if (recorded["domain"], recorded["action"]) == (domain, action) and recorded[
-                    "result_id"
-                ] == result_id:
-                    return dict(recorded)
-            return None
-
-        response = await self._sender.send(
-            "POST", f"/runs/{run_id}/acks", json=body, confirm=already_recorded
-        )
-        if isinstance(response, dict):
-            return response
-        return _json(response)
-
-    async def ack_batch(self, run_id: str, acks: Sequence[AckBody]) -> list[dict[str, Any]]:
-        """Several acks in one transaction (all recorded, in order, or none)."""
-        wanted = [(a["domain"], a["action"], a.get("result_id")) for a in acks]
-
-        async def already_recorded() -> list[dict[str, Any]] | None:
-            run = await self.get_run(run_id)
-            recorded = [dict(a) for a in run["acks"]]
-            keys = [(a["domain"], a["action"], a["result_id"]) for a in recorded]
-            if not all(key in keys for key in wanted):
-                return None
-            return [recorded[keys.index(key)] for key in wanted]
-
-        response = await self._sender.send(
-            "POST",
-            f"/runs/{run_id}/acks/batch",
-            json={"acks": list(acks)},
-            confirm=already_recorded,
-        )
-        if isinstance(response, list):
-            return response
-        return list(_json(response)["acks"])
-
-    # -- the owed feed ----------------------------------------------------------------
-
-    async def owed(
-        self, domain: str, limit: int = 50, wait_ms: int = 0, phase: str | None = None
-    ) -> list[dict[str, Any]]:
-        """GET /domains/{domain}/owed: runs that still owe `domain` acks, oldest first,
-        long-polling up to wait_ms while none does."""
-        params: dict[str, Any] = {"limit": limit, "wait_ms": wait_ms}
-        if phase is not None:
-            params["phase"] = phase
-        response = await self._sender.send(
-            "GET",
-            f"/domains/{domain}/owed",
-            params=params,
-            timeout_s=wait_ms / 1000 + self._timeout_s,
-        )
-        return list(_json(response)["items"])
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -403,7 +317,7 @@ class RokClient:
             run = await self.get_run(run_id)
             return run if landed(run) else None
 
-        headers = _lease(token) or {}
+        headers = lease_header(token) or {}
         if minimal:
             headers[PREFER] = RETURN_MINIMAL
         response = await self._sender.send(
@@ -417,15 +331,4 @@ class RokClient:
         )
         if isinstance(response, dict):
             return response
-        return _json(response)
-
-
-def _lease(token: str | None) -> dict[str, str] | None:
-    return {LEASE_HEADER: token} if token is not None else None
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    data = response.json()
-    if not isinstance(data, dict):
-        raise ApiError(response.status_code, f"expected a JSON object, got {data!r:.200}")
-    return data
+        return json_object(response)

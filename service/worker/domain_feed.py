@@ -47,11 +47,12 @@ from datetime import datetime
 
 from service.worker.acks import AckChannel, Pair
 from service.worker.api_errors import ApiError
-from service.worker.client import RokClient, Run
+from service.worker.client import RokClient
 from service.worker.context import RunContext
 from service.worker.dispatch import DomainDispatcher
 from service.worker.hooks import Domain
 from service.worker.outcome import Outcome
+from service.worker.wire import Run
 
 log = logging.getLogger("rok.worker.domain_feed")
 

@@ -25,7 +25,7 @@ from typing import TypeVar
 from service.worker.acks import AckChannel
 from service.worker.api_errors import ApiError, Conflict, RunMissing
 from service.worker.authorizer import Authorizer, decide
-from service.worker.client import TERMINAL, Claim, RokClient, Run
+from service.worker.client import RokClient
 from service.worker.context import Limits, RunContext
 from service.worker.dispatch import DomainDispatcher
 from service.worker.execution import Handler, execute
@@ -33,6 +33,7 @@ from service.worker.hooks import APPROVAL_REQUIRED, GRANTED, Domain
 from service.worker.lease import LeaseKeeper
 from service.worker.outcome import Outcome, OutcomeKind, keepable
 from service.worker.results import RunResult
+from service.worker.wire import TERMINAL, Claim, Run
 
 log = logging.getLogger("rok.worker")
 

@@ -36,7 +36,7 @@ from service.config import Settings
 from service.telemetry import Tracing, current_tracing
 from service.worker.api_errors import ApiError, ServiceUnavailable
 from service.worker.authorizer import Authorizer, grant_all
-from service.worker.client import Claim, RokClient
+from service.worker.client import RokClient
 from service.worker.context import RunContext
 from service.worker.driver import DriverSettings, RunDriver
 from service.worker.execution import Handler
@@ -45,6 +45,7 @@ from service.worker.outcome import WorkerShuttingDown
 from service.worker.results import RunResult
 from service.worker.startup import refuse_a_governing_service
 from service.worker.tracing import continuing
+from service.worker.wire import Claim
 
 log = logging.getLogger("rok.worker")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from service.worker.client import TERMINAL, Run
 from service.worker.outcome import OutcomeKind
+from service.worker.wire import TERMINAL, Run
 
 ERROR_CHARS = 90
 
