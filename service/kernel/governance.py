@@ -4,24 +4,43 @@ The wait holds no database connection: it subscribes to the run's ack signal
 first (so no ack slips between a read and the wait), reads what is still
 outstanding, and sleeps until an ack lands here, on another replica (PG
 LISTEN/NOTIFY) or the re-check interval passes.
+
+The first look of an asynchronous check is made inside the transaction that
+records it (`AckWait.until_over`): usually the acks came before the check, and
+then the check costs that one transaction. When something is still
+outstanding that transaction rolls back having written nothing (`_NotYet`),
+and the check waits; each later look is one statement (service.store.waits).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable
 
 from service.errors import GovernanceCheckError, PhaseTransitionError
 from service.kernel.spec import GovernanceOutcome
-from service.model.audit import ReconciliationResult, reconcile
+from service.model.audit import ORCHESTRATOR_DOMAIN, ReconciliationResult, reconcile
 from service.model.phases import RunPhase
 from service.store.outbox import EventType
 from service.store.runs import RunStore
 from service.store.signals import ack_key
 from service.store.transaction import RunTransaction
+from service.store.waits import wait_state
 
 CHECK_NEEDS = "a governance check needs the run in GOVERNANCE_CHECK"
+
+
+class _NotYet(Exception):
+    """Raised inside the recording transaction of a first look that must wait: it rolls
+    the transaction back, having written nothing."""
+
+
+_DECIDING: contextvars.ContextVar[AckWait | None] = contextvars.ContextVar(
+    "rok_check_deciding", default=None
+)
+"""The wait whose first look is being made inside the recording transaction (judge asks it)."""
 
 
 def judge(
@@ -42,6 +61,9 @@ def judge(
         result = ReconciliationResult.from_dict(recorded)
         passed = bool(tx.row.governance_passed)
     else:
+        deciding = _DECIDING.get()
+        if deciding is not None and not deciding.over_in(tx):
+            raise _NotYet
         result = reconcile(tx.expectations(), tx.acks(), tx.now, check_ended=True)
         passed = not result.missing and not result.failed
         tx.record_governance(passed, result.to_dict())
@@ -87,22 +109,58 @@ class AckWait:
                 sub.wait_blocking(self._next_wait_s())
 
     async def until_over(self, on_over: Callable[[], GovernanceOutcome]) -> GovernanceOutcome:
-        """Wait on the loop; `on_over` (run in a thread, like each read) records the check.
+        """Wait on the loop; `on_over` (run in a thread, like each look) records the check.
 
-        One hop to a thread does the read and, when the wait is over, the
-        recording: the common case (acks all in) costs one hop.
+        The first look is `on_over` itself (see the module's docstring): when
+        nothing is outstanding, the check costs one hop to a thread and one
+        transaction. Each later look, after a wake-up, is one statement, and
+        the recording follows it in the same hop.
         """
         signals = self._store.signals
         loop = asyncio.get_running_loop()
+        look: Callable[[Callable[[], GovernanceOutcome]], GovernanceOutcome | None]
+        look = self._record_unless_waiting
         while True:
             with signals.subscribe(ack_key(self._run_id), loop) as sub:
-                outcome = await asyncio.to_thread(self._record_if_over, on_over)
+                outcome = await asyncio.to_thread(look, on_over)
                 if outcome is not None:
                     return outcome
+                look = self._record_if_over
                 await sub.wait(self._next_wait_s())
+
+    def _record_unless_waiting(
+        self, on_over: Callable[[], GovernanceOutcome]
+    ) -> GovernanceOutcome | None:
+        """The first look, inside the recording transaction: `judge` raises _NotYet there
+        when a domain expectation is outstanding before the deadline. Whatever else
+        ends it (a run not in GOVERNANCE_CHECK, of another tenant) ends the wait too."""
+        self._first = False
+        token = _DECIDING.set(self)
+        try:
+            outcome = on_over()
+        except _NotYet:
+            return None
+        except BaseException:
+            self._ended()
+            raise
+        finally:
+            _DECIDING.reset(token)
+        self._ended()
+        return outcome
 
     def _record_if_over(self, on_over: Callable[[], GovernanceOutcome]) -> GovernanceOutcome | None:
         return on_over() if self.is_over() else None
+
+    def over_in(self, tx: RunTransaction) -> bool:
+        """Whether the wait is over as the recording transaction sees the run (in
+        GOVERNANCE_CHECK, its verdict not recorded): nothing outstanding, or time is up."""
+        acked = {(a.domain, a.action) for a in tx.acks() if not a.late}
+        outstanding = [
+            e
+            for e in tx.expectations()
+            if e.domain != ORCHESTRATOR_DOMAIN and (e.domain, e.action) not in acked
+        ]
+        return not outstanding or time.monotonic() >= self._deadline
 
     def is_over(self) -> bool:
         """Read the run once (subscribed already, so no ack slips between).
@@ -111,15 +169,24 @@ class AckWait:
         later one ends the wait when the run left it (failed from outside),
         and the recording then reports the phase it is in.
         """
-        phase, outstanding = self._store.governance_wait_state(self._run_id, self._tenant_id)
+        state = wait_state(self._store.db, self._run_id, self._tenant_id)
         first, self._first = self._first, False
-        if first and phase is not RunPhase.GOVERNANCE_CHECK:
-            raise PhaseTransitionError(self._run_id, phase, RunPhase.GOVERNANCE_CHECK, CHECK_NEEDS)
-        now = time.monotonic()
-        over = phase is not RunPhase.GOVERNANCE_CHECK or not outstanding or now >= self._deadline
-        if over and self._store.observers:
-            self._store.observers.check_waited(now - self._started)
+        if first and state.phase is not RunPhase.GOVERNANCE_CHECK:
+            raise PhaseTransitionError(
+                self._run_id, state.phase, RunPhase.GOVERNANCE_CHECK, CHECK_NEEDS
+            )
+        over = (
+            state.phase is not RunPhase.GOVERNANCE_CHECK
+            or not state.owes
+            or time.monotonic() >= self._deadline
+        )
+        if over:
+            self._ended()
         return over
+
+    def _ended(self) -> None:
+        if self._store.observers:
+            self._store.observers.check_waited(time.monotonic() - self._started)
 
     def _next_wait_s(self) -> float:
         return min(self._deadline - time.monotonic(), self._store.signals.recheck_interval_s)

@@ -9,7 +9,7 @@ asks the run's `Dialect` for the few things that cannot be the same:
 | a writer's lock     | BEGIN IMMEDIATE: the whole file | FOR UPDATE on the run's row     |
 | concurrent claimers | queue on the file lock          | SKIP LOCKED: pass a taken row   |
 | a reader's snapshot | WAL: one per transaction        | REPEATABLE READ                 |
-| wake other replicas | none (one process writes)       | pg_notify, delivered on commit  |
+| wake other replicas | none (one process writes)       | pg_notify, sent after the commit|
 | elect one sweeper   | always elected (one process)    | advisory lock per schema        |
 | serialise migrations| BEGIN IMMEDIATE                 | advisory lock per schema        |
 | a lighter commit    | synchronous=NORMAL for one      | SET LOCAL synchronous_commit off|
@@ -18,11 +18,15 @@ asks the run's `Dialect` for the few things that cannot be the same:
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
+import psycopg
 from sqlalchemy import Connection, Engine, Select, event, text
 from sqlalchemy.engine import make_url
+
+log = logging.getLogger("rok.store")
 
 # Option set on read connections so the SQLite "begin" hook takes a deferred
 # (reader's) BEGIN instead of the writer's BEGIN IMMEDIATE.
@@ -31,6 +35,10 @@ READ_ONLY_OPTION = "rok_read_only"
 SWEEPER_LOCK_KEY = 0x524F4B53  # "ROKS"
 MIGRATION_LOCK_KEY = 0x726F6B  # "rok"
 SQLITE_BUSY_TIMEOUT_MS = 30000
+# Key of Connection.info (the DBAPI connection's, so it outlives a checkout:
+# each write transaction starts by clearing it) where publish() keeps the
+# notices of the open transaction until it commits.
+_NOTICES = "rok_notices"
 
 
 class Dialect(Protocol):
@@ -52,6 +60,10 @@ class Dialect(Protocol):
 
     def read_options(self) -> dict[str, Any]:
         """Execution options of a read transaction that sees one snapshot."""
+
+    def statement_options(self) -> dict[str, Any]:
+        """Execution options of a read that is one statement (its own snapshot), sent
+        without a transaction around it where the database allows."""
 
     def publish(self, conn: Connection, channel: str, payloads: Sequence[str]) -> None:
         """Tell other processes each of `payloads`, when `conn`'s transaction commits."""
@@ -116,6 +128,10 @@ class SqliteDialect:
     def read_options(self) -> dict[str, Any]:
         return {READ_ONLY_OPTION: True}
 
+    def statement_options(self) -> dict[str, Any]:
+        # a deferred BEGIN (a reader's), ended when the connection goes back to the pool
+        return {READ_ONLY_OPTION: True}
+
     def publish(self, conn: Connection, channel: str, payloads: Sequence[str]) -> None:
         return None  # one process writes the file; its own signals woke its waiters
 
@@ -164,14 +180,18 @@ class PostgresDialect:
         # different commits; one snapshot keeps invariant 1 for readers.
         return {READ_ONLY_OPTION: True, "isolation_level": "REPEATABLE READ"}
 
+    def statement_options(self) -> dict[str, Any]:
+        # one round trip: no BEGIN and no COMMIT around the statement
+        return {"isolation_level": "AUTOCOMMIT"}
+
     def publish(self, conn: Connection, channel: str, payloads: Sequence[str]) -> None:
-        # one round trip for all of them: a transaction that wakes the claimers, a
-        # run's check and the domains' feeds pays one statement, not one per key
-        if not payloads:
-            return
-        calls = ", ".join(f"pg_notify(:channel, :p{i})" for i in range(len(payloads)))
-        params = {"channel": channel, **{f"p{i}": p for i, p in enumerate(payloads)}}
-        conn.execute(text(f"SELECT {calls}"), params)
+        # Kept until the transaction commits, then sent in one statement of its
+        # own (write_transaction). A NOTIFY inside the transaction would take
+        # PostgreSQL's cluster-wide notify lock at commit and hold it through
+        # the commit's WAL flush: every notifying commit (each ack, creation,
+        # move) would wait for the one before it to reach the disk.
+        if payloads:
+            conn.info.setdefault(_NOTICES, []).append((channel, tuple(payloads)))
 
     @contextlib.contextmanager
     def elected(self, engine: Engine, key: int) -> Iterator[bool]:
@@ -205,10 +225,43 @@ class PostgresDialect:
 
     @contextlib.contextmanager
     def write_transaction(self, conn: Connection, durable: bool) -> Iterator[None]:
-        with conn.begin():
-            if not durable:
-                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))  # this one only
-            yield
+        conn.info.pop(_NOTICES, None)  # nothing of an earlier transaction on this connection
+        try:
+            with conn.begin():
+                if not durable:
+                    conn.execute(text("SET LOCAL synchronous_commit TO OFF"))  # this one only
+                yield
+        finally:
+            notices = conn.info.pop(_NOTICES, None)
+        if notices:  # committed: nothing is sent for a transaction that rolled back
+            send_notices(conn, notices)
+
+
+def send_notices(conn: Connection, notices: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """NOTIFY each of `notices` in one statement, its own transaction, after a commit.
+
+    That transaction commits without waiting for the disk (a notification is
+    not durable anyway: a crash loses the ones not yet delivered), so it holds
+    the notify lock for microseconds, not for a WAL flush. A notice that
+    cannot be sent is logged, never raised: the write it announces committed,
+    and waiters on other replicas find it at their next re-check.
+    """
+    calls = ["set_config('synchronous_commit', 'off', true)"]
+    params: list[str] = []
+    for channel, payloads in notices:
+        for payload in payloads:
+            calls.append("pg_notify(%s, %s)")
+            params += [channel, payload]
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    try:
+        raw.autocommit = True  # one statement, one round trip: no BEGIN, no COMMIT
+        try:
+            raw.execute(f"SELECT {', '.join(calls)}", params)  # type: ignore[arg-type]
+        finally:
+            raw.autocommit = False
+    except psycopg.Error:
+        log.warning("notices %s not sent to other replicas", notices, exc_info=True)
 
 
 def dialect_for(url: str) -> Dialect:

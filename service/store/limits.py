@@ -160,6 +160,15 @@ _TAKE_SLOT = (
     )
     .values(in_use=concurrency_limits.c.in_use + 1)
 )
+# The lane's slot and its turn in one statement, the turn read inside it (an alias:
+# the subquery reads every waiting lane, not the row being updated).
+_LANES = concurrency_limits.alias("lanes")
+_NEXT_TURN = (
+    select(func.coalesce(func.max(_LANES.c.served_seq), 0) + 1)
+    .where(_LANES.c.waiting)
+    .scalar_subquery()
+)
+_TAKE_LANE_SLOT = _TAKE_SLOT.values(served_seq=_NEXT_TURN)
 _GIVE_BACK = (
     update(concurrency_limits)
     .where(concurrency_limits.c.key == bindparam("match_key"), concurrency_limits.c.in_use > 0)
@@ -168,25 +177,19 @@ _GIVE_BACK = (
 
 
 def take_slots(
-    conn: Connection,
-    tenant_id: str | None,
-    keys: Iterable[str],
-    tenant_default: int | None,
-    served_seq: int,
+    conn: Connection, tenant_id: str | None, keys: Iterable[str], tenant_default: int | None
 ) -> None:
     """The claim's half: one slot of each key, then of the lane; SlotTaken if one is full.
 
-    The lane's row also records its turn (`served_seq`), in the same UPDATE.
+    The lane's row also records its turn (`served_seq`: one more than any
+    waiting lane's, service.store.turns), in the same UPDATE.
     """
     for key in sorted(keys):
         taken = conn.execute(_TAKE_SLOT, {"match_key": key, "default_max": None})
         if taken.rowcount != 1:
             raise SlotTaken(f"concurrency key {key!r} is full")
     lane = tenant_key(tenant_id)
-    taken = conn.execute(
-        _TAKE_SLOT.values(served_seq=served_seq),
-        {"match_key": lane, "default_max": tenant_default},
-    )
+    taken = conn.execute(_TAKE_LANE_SLOT, {"match_key": lane, "default_max": tenant_default})
     if taken.rowcount != 1:
         raise SlotTaken(f"concurrency key {lane!r} is full")
 

@@ -65,7 +65,6 @@ _LANES_IN_TURN = (
     .order_by(_limits.served_seq, _limits.key)
     .limit(LANE_BATCH)
 )
-_NEXT_TURN = select(func.coalesce(func.max(_limits.served_seq), 0) + 1).where(_limits.waiting)
 # any waiting run of a tenant, whether or not a claim could take it now
 _ANY_WAITING = select(runs.c.id).where(runs.c.available).limit(1)
 _NAMED_WAITING = _ANY_WAITING.where(runs.c.tenant_id == bindparam("lane_tenant"))
@@ -139,11 +138,6 @@ def lane_probe(candidates: Select[Any], full_keys: Sequence[str], named: bool) -
     if named:
         return probe.where(runs.c.tenant_id == bindparam("lane_tenant"))
     return probe.where(runs.c.tenant_id.is_(None))
-
-
-def next_turn(conn: Connection) -> int:
-    """The turn number the lane served now records (one more than any waiting lane's)."""
-    return int(conn.execute(_NEXT_TURN).scalar_one())
 
 
 def _lane_waiting(conn: Connection, tenant: str | None) -> bool:

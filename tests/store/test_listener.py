@@ -12,10 +12,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import event, text
 
 from service.authority import Authority
 from service.config import Settings
 from service.kernel.kernel import create_rok
+from service.store.database import Database
 from service.store.listener import APPLICATION_NAME, NotificationListener, libpq_url
 from service.store.migrations import upgrade
 from service.store.runs import NOTIFY_CHANNEL, notice
@@ -142,3 +144,48 @@ def test_a_listener_that_reconnects_wakes_every_waiter(postgres_url: str) -> Non
     finally:
         listener.stop()
     assert signals.recheck_interval_s == RECHECK_UNHEARD_S
+
+
+def test_notices_leave_the_transaction_before_its_commit_and_follow_it(
+    replica_a: Signals, postgres_url: str
+) -> None:
+    # inside the transaction a NOTIFY would hold PostgreSQL's cluster-wide notify lock
+    # through the commit's flush: every notifying commit would wait for the one before
+    database = Database(postgres_url)
+    statements: list[str] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        with replica_a.subscribe("ack:after-commit") as waiting:
+            with database.write() as conn:
+                database.dialect.publish(
+                    conn, NOTIFY_CHANNEL, [notice("other", "ack:after-commit")]
+                )
+                conn.execute(text("SELECT 1"))
+            assert waiting.wait_blocking(WAKE_WITHIN_S)  # sent once it committed
+        # and never as a statement of the transaction (sent apart, on the driver's connection)
+        assert statements and not [s for s in statements if "pg_notify" in s]
+    finally:
+        database.dispose()
+
+
+def test_a_notice_that_cannot_be_sent_never_undoes_or_fails_the_write(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = Database(postgres_url)
+    try:
+        with database.write() as conn:
+            conn.execute(text("CREATE TABLE written (n integer)"))
+            conn.execute(text("INSERT INTO written VALUES (1)"))
+            # PostgreSQL refuses a payload of 8000 bytes or more
+            database.dialect.publish(conn, NOTIFY_CHANNEL, ["x" * 9000])
+        assert "not sent to other replicas" in caplog.text
+        with database.write() as conn:  # the connection went back as it came
+            conn.execute(text("INSERT INTO written VALUES (2)"))
+        with database.read() as conn:
+            assert conn.execute(text("SELECT count(*) FROM written")).scalar() == 2
+    finally:
+        database.dispose()
